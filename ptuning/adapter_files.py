@@ -1,0 +1,304 @@
+"""The on-disk adapter: a public contract, readable by PEFT where the layout allows.
+
+A directory holds:
+- ``adapter_config.json``: PEFT's config (``peft_type`` PROMPT_TUNING or P_TUNING, ``task_type`` SEQ_CLS, ...);
+  an adapter PEFT cannot express carries ``"ptuning": {"peft_compatible": false, "reason": ...}`` in it too;
+- ``adapter_model.safetensors``: ``prompt_embeddings [n, hidden]`` and the head under PEFT's names
+  (``base_model.classifier.*`` / ``base_model.score.*``) or ours (``ptuning.head.*``), plus ``ptuning.deep_prompts``
+  for deep prompts. PEFT ignores tensors it does not know;
+- ``ptuning_config.json``: what PEFT has no field for (labels, placement, method, pooling, training info);
+- ``ptuning_resume.safetensors`` (p-tuning only): the encoder's weights, needed to resume training, not to predict.
+
+Loading trusts nothing: safetensors only (no pickle), JSON checked against the backbone, every mismatch named.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .backbones import EMBEDDED_ID, HEAD_SUFFIXES, load_backbone
+from .config import Method, Pooling, PromptConfig
+from .encoders import PromptTable
+from .errors import AdapterError, PtuningError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PTUNING_CONFIG = "ptuning_config.json"
+RESUME_WEIGHTS = "ptuning_resume.safetensors"
+FORMAT_VERSION = 1
+_HEAD_PREFIX, _OWN_HEAD_PREFIX, _DEEP = "base_model.", "ptuning.head.", "ptuning.deep_prompts"
+
+
+def save_adapter(clf, directory: str | Path) -> Path:
+    """Write the adapter files of ``clf`` into ``directory`` (created if needed); returns the directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    bb, cfg = clf.backbone, clf.config
+    with torch.no_grad():
+        tensors = {"prompt_embeddings": clf.prompt_vectors().detach().float().cpu().contiguous()}
+        prefix = _HEAD_PREFIX if cfg.pooling == Pooling.MODEL else _OWN_HEAD_PREFIX
+        for name, t in clf.head.state_dict().items():
+            tensors[prefix + name] = t.detach().float().cpu().contiguous()
+        if clf.deep is not None:
+            tensors[_DEEP] = clf.deep().detach().float().cpu().contiguous()
+    save_file(tensors, out / ADAPTER_WEIGHTS, metadata={"format": "pt"})
+    resume = out / RESUME_WEIGHTS
+    if cfg.method == Method.P_TUNING and not isinstance(clf.prompt, PromptTable):
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.prompt.state_dict().items()}, resume)
+    elif resume.exists():
+        resume.unlink()  # a stale encoder from an earlier save would not match these prompts
+    _write_json(out / ADAPTER_CONFIG, peft_config(clf))
+    ours = {
+        "format_version": FORMAT_VERSION,
+        "config": cfg.to_dict(),
+        "peft_compatible": clf.peft_incompatible_reason is None,
+        "peft_incompatible_reason": clf.peft_incompatible_reason,
+        "info": clf.info,
+    }
+    _write_json(out / PTUNING_CONFIG, ours)
+    return out
+
+
+def peft_config(clf) -> dict[str, Any]:
+    """``adapter_config.json`` as PEFT writes it for this adapter (PROMPT_TUNING, or P_TUNING with its encoder)."""
+    bb, cfg = clf.backbone, clf.config
+    mcfg = bb.model.config
+    d: dict[str, Any] = {
+        "auto_mapping": None,
+        "base_model_name_or_path": cfg.base_model,
+        "inference_mode": True,
+        "modules_to_save": list(HEAD_SUFFIXES),
+        "num_attention_heads": getattr(mcfg, "num_attention_heads", None),
+        "num_layers": bb.num_layers,
+        "num_transformer_submodules": 1,
+        "num_virtual_tokens": cfg.num_virtual_tokens,
+        "peft_type": "P_TUNING" if cfg.method == Method.P_TUNING else "PROMPT_TUNING",
+        "revision": None,
+        "task_type": "SEQ_CLS",
+        "token_dim": bb.hidden_size,
+    }
+    if cfg.method == Method.P_TUNING:
+        d.update(
+            encoder_dropout=0.0,
+            encoder_hidden_size=cfg.encoder_hidden_size,
+            encoder_num_layers=2,
+            encoder_reparameterization_type=cfg.encoder_type.value,
+        )
+    else:
+        d.update(prompt_tuning_init="RANDOM", prompt_tuning_init_text=None, tokenizer_kwargs=None)
+        d["tokenizer_name_or_path"] = None
+    reason = clf.peft_incompatible_reason
+    if reason:
+        d["ptuning"] = {"peft_compatible": False, "reason": reason}
+    return d
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AdapterError(f"{path.name} is not valid JSON ({e}); the adapter is corrupt") from None
+    if not isinstance(obj, dict):
+        raise AdapterError(f"{path.name} must hold a JSON object, not {type(obj).__name__}")
+    return obj
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise AdapterError(f"{path.name} is not a readable safetensors file ({e}); the adapter is corrupt") from None
+
+
+def resolve_adapter_dir(
+    path_or_repo_id: str | Path,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    include_resume: bool = False,
+) -> Path:
+    """A local adapter directory, downloading a Hub repo (cached) when ``path_or_repo_id`` is not a local path."""
+    path = Path(path_or_repo_id).expanduser()
+    if path.is_dir():
+        return path
+    from .hub import download_adapter, is_repo_id
+
+    if path.exists() or not is_repo_id(str(path_or_repo_id)):
+        raise AdapterError(f"no adapter directory at {str(path_or_repo_id)!r} (give a directory or a Hub repo id)")
+    return download_adapter(
+        str(path_or_repo_id), revision=revision, token=token, endpoint=endpoint, include_resume=include_resume
+    )
+
+
+def load_adapter(
+    cls,
+    path_or_repo_id: str | Path,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    device=None,
+    base_model: str | None = None,
+    include_resume: bool = False,
+):
+    """Build a ``cls`` (PromptClassifier) from adapter files; see the module docstring for what is checked."""
+    directory = resolve_adapter_dir(
+        path_or_repo_id, revision=revision, token=token, endpoint=endpoint, include_resume=include_resume
+    )
+    if not (directory / ADAPTER_CONFIG).is_file():
+        raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
+    if not (directory / ADAPTER_WEIGHTS).is_file():
+        raise AdapterError(
+            f"{directory} has no {ADAPTER_WEIGHTS} (only safetensors weights are loaded, never pickles)"
+        )
+    peft = _read_json(directory / ADAPTER_CONFIG)
+    tensors = _read_tensors(directory / ADAPTER_WEIGHTS)
+    if peft.get("peft_type") not in ("PROMPT_TUNING", "P_TUNING"):
+        raise AdapterError(
+            f"peft_type {peft.get('peft_type')!r} is not supported: ptuning loads PROMPT_TUNING and P_TUNING adapters"
+        )
+    if peft.get("task_type") not in ("SEQ_CLS", None):
+        raise AdapterError(f"task_type {peft.get('task_type')!r} is not supported: ptuning loads SEQ_CLS adapters")
+    if "prompt_embeddings" not in tensors:
+        raise AdapterError(f"{ADAPTER_WEIGHTS} has no 'prompt_embeddings' tensor")
+
+    if (directory / PTUNING_CONFIG).is_file():
+        ours = _read_json(directory / PTUNING_CONFIG)
+        if not isinstance(ours.get("config"), dict):
+            raise AdapterError(f"{PTUNING_CONFIG} has no 'config' object")
+        if ours.get("format_version", 0) > FORMAT_VERSION:
+            raise AdapterError(f"{PTUNING_CONFIG} was written by a newer ptuning (format {ours['format_version']})")
+        try:
+            config = PromptConfig.from_dict(dict(ours["config"]))
+        except (PtuningError, TypeError) as e:
+            raise AdapterError(f"{PTUNING_CONFIG}: {e}") from None
+        info = ours.get("info") if isinstance(ours.get("info"), dict) else {}
+    else:
+        config, info = _config_from_peft(peft, tensors), {"source": "peft"}
+    if base_model:
+        config.base_model = base_model
+    elif not config.base_model:
+        config.base_model = EMBEDDED_ID
+    _check_prompt_shape(config, tensors["prompt_embeddings"], peft)
+
+    backbone = load_backbone(config.base_model, device)
+    if tensors["prompt_embeddings"].shape[1] != backbone.hidden_size:
+        raise AdapterError(
+            f"prompt_embeddings have width {tensors['prompt_embeddings'].shape[1]} but the base model "
+            f"{backbone.name!r} has hidden size {backbone.hidden_size}: the adapter was made for another base"
+        )
+    clf = cls(config=config, device=device)
+    clf.info = info
+    resume = directory / RESUME_WEIGHTS
+    with torch.no_grad():
+        if config.method == Method.P_TUNING and resume.is_file():
+            _load_module(clf.prompt, _read_tensors(resume), "", RESUME_WEIGHTS)
+        else:
+            clf.prompt = PromptTable(tensors["prompt_embeddings"]).to(clf.device)
+        prefix = _HEAD_PREFIX if config.pooling == Pooling.MODEL else _OWN_HEAD_PREFIX
+        _load_module(clf.head, tensors, prefix, ADAPTER_WEIGHTS)
+        if clf.deep is not None:
+            if _DEEP not in tensors or tensors[_DEEP].shape != clf.deep.tables.shape:
+                raise AdapterError(
+                    f"{ADAPTER_WEIGHTS}: '{_DEEP}' is missing or not of shape {tuple(clf.deep.tables.shape)}"
+                )
+            clf.deep.tables.copy_(tensors[_DEEP])
+    clf.head.requires_grad_(config.train_head)
+    clf.eval()
+    return clf
+
+
+def _load_module(module: torch.nn.Module, tensors: dict, prefix: str, filename: str) -> None:
+    expected = module.state_dict()
+    for name, target in expected.items():
+        key = prefix + name
+        if key not in tensors:
+            raise AdapterError(f"{filename} has no tensor '{key}' (the adapter is incomplete or for another model)")
+        if tensors[key].shape != target.shape:
+            raise AdapterError(
+                f"{filename}: '{key}' has shape {tuple(tensors[key].shape)}, expected {tuple(target.shape)}"
+            )
+    module.load_state_dict({name: tensors[prefix + name] for name in expected})
+
+
+def _check_prompt_shape(config: PromptConfig, prompt: torch.Tensor, peft: dict) -> None:
+    if prompt.ndim != 2:
+        raise AdapterError(f"prompt_embeddings must be 2-D [num_virtual_tokens, hidden], not {tuple(prompt.shape)}")
+    if prompt.shape[0] != config.num_virtual_tokens:
+        raise AdapterError(
+            f"prompt_embeddings holds {prompt.shape[0]} vectors but the config says {config.num_virtual_tokens}"
+        )
+    if peft.get("token_dim") not in (None, prompt.shape[1]):
+        raise AdapterError(f"token_dim {peft.get('token_dim')} does not match prompt_embeddings {tuple(prompt.shape)}")
+
+
+def _config_from_peft(peft: dict, tensors: dict) -> PromptConfig:
+    """The config of an adapter PEFT saved: prompts prepended, the backbone's own head, labels from its size."""
+    # the head's last linear layer gives the label count
+    outputs = ("classifier.out_proj.weight", "classifier.weight", "score.weight")
+    last = next((_HEAD_PREFIX + k for k in outputs if _HEAD_PREFIX + k in tensors), None)
+    if last is None:
+        raise AdapterError(
+            f"{ADAPTER_WEIGHTS} has no head tensor (base_model.classifier.* or base_model.score.*): "
+            "save the PEFT model with modules_to_save for its classification head"
+        )
+    n = int(tensors[last].shape[0])
+    try:
+        n_virtual = int(peft.get("num_virtual_tokens"))
+    except (TypeError, ValueError):
+        raise AdapterError("adapter_config.json has no valid num_virtual_tokens") from None
+    return PromptConfig(
+        base_model=str(peft.get("base_model_name_or_path") or ""),
+        labels=[f"LABEL_{i}" for i in range(n)] if n > 1 else [],
+        task="classification" if n > 1 else "regression",
+        # P_TUNING's encoder is not saved by PEFT: its output is loaded as a plain prompt table
+        method=Method.PROMPT,
+        num_virtual_tokens=n_virtual,
+        placement="start",
+        pooling=Pooling.MODEL,
+    )
+
+
+def push_adapter_to_hub(clf, repo_id: str, token=None, private=False, endpoint=None, commit_message=None) -> str:
+    """Save ``clf`` with its model card into a temporary directory and upload it in one commit."""
+    from .hub import make_model_card, push_adapter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_adapter(clf, tmp)
+        make_model_card(card_info(clf, Path(tmp), repo_id)).save(Path(tmp) / "README.md")
+        return push_adapter(tmp, repo_id, token=token, private=private, endpoint=endpoint, commit_message=commit_message)
+
+
+def card_info(clf, directory: Path, repo_id: str | None = None) -> dict:
+    """What the model card says about ``clf`` (see ``hub.make_model_card``)."""
+    cfg = clf.config
+    info = dict(clf.info)
+    return {
+        "base_model": cfg.base_model,
+        "labels": cfg.labels,
+        "task": cfg.task,
+        "method": cfg.method.value,
+        "placement": cfg.placement,
+        "pooling": cfg.pooling.value,
+        "num_virtual_tokens": cfg.num_virtual_tokens,
+        "peft_compatible": clf.peft_incompatible_reason is None,
+        "peft_incompatible_reason": clf.peft_incompatible_reason,
+        "metrics": info.get("metrics"),
+        "dataset_description": info.get("dataset_description"),
+        "training": info.get("training"),
+        "adapter_bytes": (directory / ADAPTER_WEIGHTS).stat().st_size,
+        "trainable_params": clf.num_trainable_parameters(),
+        "repo_id": repo_id,
+    }

