@@ -24,3 +24,5 @@ def tiny(tmp_path_factory):
 @pytest.fixture(params=FAMILIES)
 def family(request):
     return request.param
+
+from tests.hub_server import hub_server  # noqa: E402,F401  (the loopback Hub fixture)

@@ -1,0 +1,151 @@
+import pytest
+import torch
+
+from ptuning.backbones import load_backbone
+from ptuning.model import PromptClassifier, forward_mixed, predict_mixed
+
+TEXTS = ["good film", "a much longer sentence that needs a lot more padding than the others", "bad"]
+
+
+def make(path, **kw):
+    torch.manual_seed(kw.pop("seed", 0))
+    kw.setdefault("labels", ["a", "b", "c"])
+    kw.setdefault("num_virtual_tokens", 3)
+    clf = PromptClassifier(path, **kw)
+    with torch.no_grad():  # a random head so that logits are not all ~0
+        for p in clf.head.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+        if clf.deep is not None:
+            clf.deep.tables.add_(torch.randn_like(clf.deep.tables))
+    return clf.eval()
+
+
+def logits_of(clf, texts):
+    with torch.no_grad():
+        return clf(**clf.collate(clf.encode(texts).examples))
+
+
+@pytest.mark.parametrize("placement", ["start", "middle", "end", "[P:1] {text} [P:2]"])
+@pytest.mark.parametrize("pooling", ["model", "mean", "last"])
+def test_padding_does_not_change_an_example_logits(tiny, family, placement, pooling):
+    clf = make(tiny(family), placement=placement, pooling=pooling)
+    together = logits_of(clf, TEXTS)
+    for i, text in enumerate(TEXTS):
+        assert torch.allclose(together[i], logits_of(clf, [text])[0], atol=1e-5), (family, i)
+
+
+def test_word_embeddings_are_looked_up_once_and_the_model_adds_positions(tiny):
+    clf = make(tiny("bert"), pooling="model", placement="start")
+    bb = clf.backbone
+    ids = bb.tokenizer(["good film"], return_tensors="pt")
+    words = bb.model.get_input_embeddings()(ids["input_ids"])
+    embeds = torch.cat([clf.prompt_vectors()[None], words], 1)
+    view = bb.with_head(clf.head)
+    with torch.no_grad():
+        expected = view(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long)).logits
+    assert torch.allclose(logits_of(clf, ["good film"]), expected, atol=1e-6)
+
+
+def test_only_prompt_and_head_are_trainable_and_backbone_stays_frozen(tiny):
+    clf = make(tiny("bert"), method="p-tuning")
+    clf.train()
+    bb = clf.backbone
+    assert not bb.model.training
+    assert all(not p.requires_grad for p in bb.model.parameters())
+    names = {n.split(".")[0] for n, p in clf.named_parameters() if p.requires_grad}
+    assert names == {"prompt", "head"}
+
+
+def test_head_can_be_frozen(tiny):
+    clf = make(tiny("bert"), train_head=False)
+    assert {n.split(".")[0] for n, p in clf.named_parameters() if p.requires_grad} == {"prompt"}
+
+
+@pytest.mark.parametrize("method", ["prompt", "p-tuning", "deep"])
+def test_gradients_reach_prompts_and_head_but_not_the_backbone(tiny, family, method):
+    clf = make(tiny(family), method=method, placement="middle")
+    clf.train()
+    logits = clf(**clf.collate(clf.encode(TEXTS).examples))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+    grads = {n: p.grad for n, p in clf.named_parameters() if p.requires_grad}
+    assert all(g is not None for g in grads.values()), [n for n, g in grads.items() if g is None]
+    # (p-tuning's encoder starts with a zero output layer, so its inner layers get gradients from step 2 on)
+    moving = [n for n, g in grads.items() if g.abs().sum() > 0]
+    assert "prompt.embedding.weight" in moving and any(n.startswith("head.") for n in moving)
+    assert method != "deep" or "deep.tables" in moving
+    assert all(p.grad is None for p in clf.backbone.model.parameters())
+
+
+def test_deep_prompts_change_every_layer_input_and_leave_other_adapters_alone(tiny):
+    path = tiny("bert")
+    plain = make(path, pooling="mean")
+    before = logits_of(plain, TEXTS)
+    deep = make(path, method="deep", pooling="mean")
+    with_deep = logits_of(deep, TEXTS)
+    with torch.no_grad():
+        deep.deep.tables.zero_()
+    assert not torch.allclose(with_deep, logits_of(deep, TEXTS))
+    assert torch.equal(before, logits_of(plain, TEXTS))
+
+
+def test_regression_has_one_output(tiny):
+    clf = make(tiny("bert"), labels=[], task="regression")
+    out = clf.predict(["good film"])
+    assert out[0]["label"] is None and isinstance(out[0]["score"], float)
+
+
+def test_predict_returns_label_score_and_all_scores_in_input_order(tiny):
+    clf = make(tiny("bert"))
+    out = clf.predict(TEXTS)
+    assert len(out) == 3
+    for row, logits in zip(out, logits_of(clf, TEXTS)):
+        assert set(row["scores"]) == {"a", "b", "c"}
+        assert abs(sum(row["scores"].values()) - 1) < 1e-5
+        assert row["label"] == "abc"[int(logits.argmax())]
+        assert row["score"] == max(row["scores"].values())
+
+
+@pytest.mark.parametrize("fam", ["bert", "roberta", "gpt2", "distilbert"])
+def test_mixed_adapter_batch_equals_each_adapter_alone(tiny, fam):
+    path = tiny(fam)
+    adapters = [
+        make(path, placement="start", pooling="model", seed=1),
+        make(path, placement="end", pooling="model", labels=["x", "y"], seed=2),  # stacked model heads
+        make(path, placement="middle", method="deep", pooling="mean", seed=3),
+        make(path, placement="[P:2] {text} [P:4]", method="p-tuning", pooling="mean", seed=4),
+        make(path, labels=[], task="regression", pooling="last", seed=5),
+    ]
+    texts = [f"text number {i} " + "word " * (i % 4) for i in range(10)]
+    which = [i % len(adapters) for i in range(10)]
+    mixed = predict_mixed(adapters, texts, which, batch_size=16)
+    for text, k, got in zip(texts, which, mixed):
+        alone = adapters[k].predict([text])[0]
+        assert got["label"] == alone["label"]
+        assert got["score"] == pytest.approx(alone["score"], abs=1e-5)
+
+
+def test_mixed_batch_is_one_backbone_pass(tiny, monkeypatch):
+    path = tiny("bert")
+    adapters = [make(path, seed=s, pooling=p) for s, p in [(1, "model"), (2, "mean"), (3, "model")]]
+    calls = []
+    layer0 = adapters[0].backbone.layers[0]
+    handle = layer0.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        batch = adapters[0].collate(adapters[0].encode(["a", "b", "c"]).examples)
+        forward_mixed(adapters, torch.tensor([0, 1, 2]), batch)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+
+
+def test_adapters_on_one_base_share_the_loaded_backbone(tiny):
+    a, b = make(tiny("bert")), make(tiny("bert"), labels=["p", "q"])
+    assert a.backbone is b.backbone is load_backbone(tiny("bert"))
+
+
+def test_embedded_minilm_is_the_default_backbone():
+    clf = PromptClassifier(labels=["negative", "positive"])
+    assert clf.config.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert clf.backbone.hidden_size == 384 and clf.backbone.num_layers == 6
+    out = clf.predict(["a gripping film"])[0]
+    assert out["label"] in ("negative", "positive")
