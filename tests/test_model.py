@@ -149,3 +149,19 @@ def test_embedded_minilm_is_the_default_backbone():
     assert clf.backbone.hidden_size == 384 and clf.backbone.num_layers == 6
     out = clf.predict(["a gripping film"])[0]
     assert out["label"] in ("negative", "positive")
+
+
+def test_text_init_starts_the_prompt_at_the_embeddings_of_the_text(tiny):
+    clf = PromptClassifier(tiny("bert"), labels=["a", "b"], init="text", init_text="classify this", num_virtual_tokens=4)
+    bb = clf.backbone
+    ids = bb.tokenizer("classify this", add_special_tokens=False)["input_ids"]
+    words = bb.model.get_input_embeddings().weight
+    expected = words[torch.tensor((ids * 4)[:4])]
+    assert torch.equal(clf.prompt_vectors().detach(), expected)
+
+
+def test_vocab_init_has_the_scale_of_real_word_embeddings(tiny):
+    clf = PromptClassifier(tiny("bert"), labels=["a", "b"], init="vocab", num_virtual_tokens=8)
+    words = clf.backbone.model.get_input_embeddings().weight
+    ratio = clf.prompt_vectors().detach().norm(dim=1).mean() / words.norm(dim=1).mean()
+    assert 0.5 < ratio < 2
