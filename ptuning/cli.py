@@ -1,0 +1,442 @@
+"""The command line, a thin face over the library: ``python -m ptuning train|evaluate|predict|push``.
+
+    python -m ptuning train reviews.csv --out runs/reviews --method p-tuning
+    python -m ptuning evaluate runs/reviews test.csv          # last stdout line: the metrics as JSON
+    python -m ptuning predict runs/reviews "a gripping film" --json
+    python -m ptuning push runs/reviews user/reviews-prompt
+
+Every error a user can cause (a bad file, option or adapter, a Hub refusal) ends as one line on stderr,
+``error: ...``, with exit status 2; progress and warnings go to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import EncoderType, Init, Method, Pooling, PromptConfig, config_help
+from .errors import ConfigError, DataError, PtuningError
+
+CHECKPOINT_SUBDIR = "checkpoint"
+_OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line like every other error (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _training_help(name: str) -> str:
+    from .train import TrainingArguments, training_help
+
+    default = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == name)
+    text = training_help(name)
+    return text if default is None or isinstance(default, bool) else f"{text} Default: {default}."
+
+
+def _config_help(name: str) -> str:
+    default = next(f.default for f in dataclasses.fields(PromptConfig) if f.name == name)
+    text = config_help(name)
+    if isinstance(default, (str, int, float)) and not isinstance(default, bool) and default != "":
+        return f"{text} Default: {getattr(default, 'value', default)}."
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m ptuning",
+        description="Train, evaluate, use and share soft-prompt adapters for frozen Hugging Face text classifiers.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    # -------------------------------------------------------------------------------------------- train
+    p = sub.add_parser(
+        "train",
+        help="train an adapter on a labelled file",
+        description="Train soft prompts and a head on a frozen classifier. Progress goes to stderr; the last line "
+        "of stdout is the best validation metrics as one JSON object. A checkpoint is kept in OUT/checkpoint: "
+        "after an interruption (Ctrl-C) run the same command with --resume.",
+    )
+    p.add_argument("data", metavar="DATA", help="Training data: .csv, .tsv, .json, .jsonl, .xlsx, .parquet or .txt.")
+    p.add_argument("--out", required=True, metavar="DIR", help="Directory for the adapter (created if needed).")
+    g = p.add_argument_group("adapter")
+    g.add_argument("--model", metavar="M", help=config_help("base_model"))
+    g.add_argument("--method", choices=[m.value for m in Method], help=_config_help("method"))
+    g.add_argument("--prompt-length", type=int, metavar="N", help=_config_help("num_virtual_tokens"))
+    g.add_argument("--placement", metavar="WHERE", help=_config_help("placement"))
+    g.add_argument("--pooling", choices=[m.value for m in Pooling], help=_config_help("pooling"))
+    g.add_argument("--init", choices=[m.value for m in Init], help=_config_help("init"))
+    g.add_argument("--init-text", metavar="TEXT", help=config_help("init_text"))
+    encoders = [m.value for m in EncoderType]
+    g.add_argument("--encoder", choices=encoders, type=str.upper, help=_config_help("encoder_type"))
+    g.add_argument("--encoder-hidden-size", type=int, metavar="N", help=_config_help("encoder_hidden_size"))
+    g.add_argument("--head-dropout", type=float, metavar="P", help=_config_help("head_dropout"))
+    g.add_argument("--freeze-head", action="store_true", help="Keep the classification head at its initial weights.")
+    g.add_argument(
+        "--peft-compatible",
+        action="store_true",
+        help="An adapter PEFT can load too: placement start, pooling model, method prompt or p-tuning.",
+    )
+    g.add_argument(
+        "--init-adapter", metavar="ADAPTER", help="Continue training a saved adapter (directory or Hub repo id)."
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected: text, sentence, ...).")
+    g.add_argument("--label-column", metavar="C", help="Column of the labels (default: detected: label, target, ...).")
+    g.add_argument("--pair-column", metavar="C", help="Column of second texts, for pair tasks (default: detected).")
+    g.add_argument(
+        "--task", choices=["classification", "regression"],
+        help="Default: regression when the labels are many distinct numbers, else classification.",
+    )
+    held_out = g.add_mutually_exclusive_group()
+    held_out.add_argument("--eval", metavar="FILE", help="Validation file (instead of holding out --val-split).")
+    held_out.add_argument("--val-split", type=float, metavar="F", help=_training_help("val_split"))
+    g.add_argument("--description", metavar="TEXT", help="A description of the data, for the model card.")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, metavar="N", help=_training_help("epochs"))
+    g.add_argument("--lr", type=float, metavar="X", help=_training_help("lr"))
+    g.add_argument("--head-lr", type=float, metavar="X", help=_training_help("head_lr"))
+    g.add_argument("--batch-size", type=int, metavar="N", help=_training_help("batch_size"))
+    g.add_argument("--warmup-ratio", type=float, metavar="F", help=_training_help("warmup_ratio"))
+    g.add_argument("--weight-decay", type=float, metavar="X", help=_training_help("weight_decay"))
+    g.add_argument("--max-grad-norm", type=float, metavar="X", help=_training_help("max_grad_norm"))
+    g.add_argument("--eval-steps", type=int, metavar="N", help=_training_help("eval_steps"))
+    g.add_argument("--patience", type=int, metavar="N", help=_training_help("patience"))
+    g.add_argument("--seed", type=int, metavar="N", help=_training_help("seed"))
+    g.add_argument("--max-length", type=int, metavar="N", help=_training_help("max_length"))
+    g.add_argument("--device", metavar="D", help=_training_help("device"))
+    g.add_argument("--resume", action="store_true", help="Continue the interrupted run saved in DIR/checkpoint.")
+    g.add_argument("--quiet", action="store_true", help="No progress bar.")
+    p.set_defaults(func=cmd_train)
+
+    # -------------------------------------------------------------------------------------------- evaluate
+    p = sub.add_parser(
+        "evaluate",
+        help="measure an adapter on a labelled file",
+        description="Score an adapter on labelled data; the last line of stdout is the metrics as one JSON object "
+        "(classification: accuracy, macro_f1, per_class, confusion_matrix; regression: pearson, spearman, mse, "
+        "mae; both: n_examples).",
+    )
+    p.add_argument("adapter", metavar="ADAPTER", help="Adapter directory or Hub repo id.")
+    p.add_argument("data", metavar="DATA", help="Labelled data, labels named as in the adapter.")
+    _add_data_columns(p, labels=True)
+    _add_loading(p)
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="Examples per forward pass. Default: 64.")
+    p.set_defaults(func=cmd_evaluate)
+
+    # -------------------------------------------------------------------------------------------- predict
+    p = sub.add_parser(
+        "predict",
+        help="classify texts with an adapter",
+        description="Classify the texts given as arguments or read from --input; print a table, or JSON lines "
+        "with --json; --output writes a .csv (text, label, score, one score column per label) or .jsonl file.",
+    )
+    p.add_argument("adapter", metavar="ADAPTER", help="Adapter directory or Hub repo id.")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="Texts to classify.")
+    p.add_argument("--input", metavar="FILE", help="Read the texts from a file (any format train reads).")
+    p.add_argument("--output", metavar="FILE", help="Write the predictions to a .csv or .jsonl file.")
+    p.add_argument("--json", action="store_true", help='One JSON object a line: {"text", "label", "score", "scores"}.')
+    _add_data_columns(p, labels=False)
+    _add_loading(p)
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="Examples per forward pass. Default: 32.")
+    p.set_defaults(func=cmd_predict)
+
+    # -------------------------------------------------------------------------------------------- push
+    p = sub.add_parser(
+        "push",
+        help="upload an adapter to the Hugging Face Hub",
+        description="Upload an adapter with a generated model card to a Hub model repo (created if missing).",
+    )
+    p.add_argument("adapter", metavar="ADAPTER", help="Adapter directory.")
+    p.add_argument("repo_id", metavar="REPO_ID", help="Target repo, e.g. user/sentiment-prompt.")
+    p.add_argument("--token", metavar="T", help="Hub token with write access (default: HF_TOKEN or `hf auth login`).")
+    p.add_argument("--private", action="store_true", help="Create the repo as private (when it does not exist).")
+    p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: https://huggingface.co).")
+    p.set_defaults(func=cmd_push)
+    return parser
+
+
+def _add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
+    p.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected).")
+    if labels:
+        p.add_argument("--label-column", metavar="C", help="Column of the labels (default: detected).")
+    p.add_argument("--pair-column", metavar="C", help="Column of second texts, for pair tasks (default: detected).")
+
+
+def _add_loading(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--revision", metavar="REV", help="Hub branch, tag or commit of the adapter.")
+    p.add_argument("--token", metavar="T", help="Hub token, for private adapters.")
+    p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: https://huggingface.co).")
+    p.add_argument("--device", metavar="D", help="cuda, mps or cpu (default: the best available).")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed)
+        return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
+    except PtuningError as e:
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
+def _warn(messages: Sequence[str]) -> None:
+    for m in messages:
+        print(f"warning: {_one_line(m)}", file=sys.stderr)
+
+
+def _is_main_process() -> bool:
+    # Under `accelerate launch` (torchrun) every process runs this command; only rank 0 reports.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# -------------------------------------------------------------------------------------------------- train
+def cmd_train(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .train import Callback, TqdmCallback, TrainingArguments, train
+
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory for the adapter")
+    config = _prompt_options(a)
+    if config and a.init_adapter:
+        given = [f"--{d.replace('_', '-')}" for d in _PROMPT_OPTIONS if getattr(a, d) is not None]
+        given += [f for f, on in (("--freeze-head", a.freeze_head), ("--peft-compatible", a.peft_compatible)) if on]
+        raise ConfigError(f"--init-adapter keeps the adapter's own settings: drop {', '.join(given)}")
+    data = load_dataset(
+        a.data, text_column=a.text_column, label_column=a.label_column, pair_column=a.pair_column, task=a.task
+    )
+    eval_data = None
+    if a.eval:
+        eval_data = load_dataset(
+            a.eval, text_column=a.text_column, label_column=a.label_column, pair_column=a.pair_column,
+            task=data.task, label_names=data.label_names if data.task == "classification" else None,
+        )  # fmt: skip
+    options = {
+        "epochs": a.epochs, "lr": a.lr, "head_lr": a.head_lr, "batch_size": a.batch_size,
+        "warmup_ratio": a.warmup_ratio, "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm,
+        "eval_steps": a.eval_steps, "patience": a.patience, "seed": a.seed, "max_length": a.max_length,
+        "device": a.device, "val_split": a.val_split,
+    }  # fmt: skip
+    args = TrainingArguments(
+        **{k: v for k, v in options.items() if v is not None},
+        checkpoint_dir=str(out / CHECKPOINT_SUBDIR),
+        resume=a.resume,
+    )
+    main_process = _is_main_process()
+    if main_process:
+        _warn(data.warnings)
+
+    class WarnBeforeTraining(Callback):  # what only the run finds out (truncated texts...), before it starts
+        def on_train_begin(self, state):
+            _warn([w for w in state.warnings if w not in data.warnings])
+
+    cancel = threading.Event()
+    callbacks = [WarnBeforeTraining()] + ([] if a.quiet else [TqdmCallback()])
+    with _interrupt_sets(cancel):
+        result = train(
+            data, eval_data=eval_data, config=config or None, args=args, callbacks=callbacks, cancel=cancel,
+            out_dir=out, init_adapter=a.init_adapter, description=a.description,
+        )  # fmt: skip
+    if not main_process:
+        return 0
+    s, clf = result.state, result.model
+    how = f"{clf.config.method.value}, {clf.config.num_virtual_tokens} virtual tokens, placement {clf.config.placement}"
+    print(f"adapter saved to {out} ({how})")
+    if s.cancelled:
+        print(
+            f"training stopped at step {s.step} of {s.total_steps}; the best weights so far are saved. "
+            f"Run the same command with --resume to continue.",
+            file=sys.stderr,
+        )
+    elif s.stopped_early:
+        print(f"stopped early at step {s.step} of {s.total_steps}: no improvement in {args.patience} evaluations")
+    if result.metrics:
+        n_val = clf.info["training"]["n_val"]
+        print(f"best at step {s.best_step}: {_summary(result.metrics)} on {n_val} validation examples")
+    else:
+        print("no validation data (--val-split 0): no metrics")
+    print(json.dumps(result.metrics, ensure_ascii=False))
+    return 130 if s.cancelled else 0
+
+
+# train's options that set a PromptConfig field: argparse dest -> field
+_PROMPT_OPTIONS = {
+    "model": "base_model", "method": "method", "prompt_length": "num_virtual_tokens", "placement": "placement",
+    "pooling": "pooling", "init": "init", "init_text": "init_text", "encoder": "encoder_type",
+    "encoder_hidden_size": "encoder_hidden_size", "head_dropout": "head_dropout",
+}  # fmt: skip
+
+
+def _prompt_options(a: argparse.Namespace) -> dict:
+    """The PromptConfig fields given on the command line (the rest keep their defaults)."""
+    options = {field: getattr(a, dest) for dest, field in _PROMPT_OPTIONS.items() if getattr(a, dest) is not None}
+    if a.freeze_head:
+        options["train_head"] = False
+    if a.peft_compatible:
+        if options.get("method") == Method.DEEP.value:
+            raise ConfigError("--peft-compatible needs --method prompt or p-tuning: PEFT cannot run deep prompts")
+        if str(options.get("placement", "start")).strip().lower() != "start":
+            raise ConfigError("--peft-compatible puts the prompt at the start: drop --placement or use start")
+        if options.get("pooling", Pooling.MODEL.value) != Pooling.MODEL.value:
+            raise ConfigError("--peft-compatible uses the backbone's own head: drop --pooling or use model")
+        options.update(placement="start", pooling=Pooling.MODEL.value)
+    return options
+
+
+class _interrupt_sets:
+    """Ctrl-C sets ``event`` (the run stops after the current step and saves); a second Ctrl-C aborts."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _summary(metrics: dict) -> str:
+    keys = ("accuracy", "macro_f1") if "accuracy" in metrics else ("pearson", "spearman", "mse", "mae")
+    return ", ".join(f"{k} {metrics[k]:.4f}" if metrics.get(k) is not None else f"{k} n/a" for k in keys)
+
+
+# -------------------------------------------------------------------------------------------------- evaluate
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .train import evaluate
+
+    clf = _load_adapter(a)
+    cfg = clf.config
+    data = load_dataset(
+        a.data, text_column=a.text_column, label_column=a.label_column, pair_column=a.pair_column, task=cfg.task,
+        label_names=cfg.labels if cfg.task == "classification" else None,
+    )  # fmt: skip
+    _warn(data.warnings)
+    metrics = evaluate(clf, data, batch_size=a.batch_size)
+    print(f"{_summary(metrics)} on {metrics['n_examples']} examples")
+    print(json.dumps(metrics, ensure_ascii=False))
+    return 0
+
+
+def _load_adapter(a: argparse.Namespace):
+    from .model import PromptClassifier
+
+    return PromptClassifier.from_pretrained(
+        a.adapter, revision=a.revision, token=a.token, endpoint=a.endpoint, device=a.device
+    )
+
+
+# -------------------------------------------------------------------------------------------------- predict
+def cmd_predict(a: argparse.Namespace) -> int:
+    if bool(a.texts) == bool(a.input):
+        raise ConfigError("give the texts to classify as arguments or in --input FILE (one of the two)")
+    if a.output and Path(a.output).suffix.lower() not in _OUTPUT_FORMATS:
+        raise ConfigError(f"--output {a.output}: write a {', '.join(_OUTPUT_FORMATS)} file")
+    texts, pairs = _read_texts(a) if a.input else (list(a.texts), None)
+    clf = _load_adapter(a)
+    rows = []
+    for i, r in enumerate(clf.predict(texts, pairs, batch_size=a.batch_size)):
+        row = {"text": texts[i]}
+        if pairs is not None:
+            row["text_pair"] = pairs[i]
+        rows.append({**row, "label": r["label"], "score": r["score"], "scores": r["scores"]})
+    if a.output:
+        _write_predictions(Path(a.output), rows, clf.config.labels)
+    if a.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    elif a.output:
+        print(f"wrote {len(rows)} predictions to {a.output}")
+    else:
+        _print_table(rows, clf.config.task)
+    return 0
+
+
+def _read_texts(a: argparse.Namespace) -> tuple[list[str], list[str] | None]:
+    from .data import build_dataset, detect_columns, read_table
+
+    df = read_table(a.input)
+    text, _, pair = detect_columns(df, a.text_column, None, a.pair_column, guess_label=False)
+    columns = [text] + ([pair] if pair else [])
+    data = build_dataset(df[columns], text_column=text, pair_column=pair, require_labels=False)
+    _warn([w for w in data.warnings if "duplicate" not in w])  # repeated texts are fine to classify
+    return data.texts, data.text_pairs
+
+
+def _write_predictions(path: Path, rows: list[dict], labels: list[str]) -> None:
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() in (".csv", ".tsv"):
+            flat = [
+                {**{k: v for k, v in r.items() if k != "scores"}, **{f"score_{n}": r["scores"].get(n) for n in labels}}
+                for r in rows
+            ]
+            pd.DataFrame(flat).to_csv(path, index=False, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        elif path.suffix.lower() == ".json":
+            path.write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        else:
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _print_table(rows: list[dict], task: str) -> None:
+    if task == "regression":
+        print("value     text")
+        for r in rows:
+            print(f"{r['score']:<9.4f} {_clip(r['text'])}")
+        return
+    width = max(5, *(len(str(r["label"])) for r in rows))
+    print(f"{'label':<{width}}  score   text")
+    for r in rows:
+        print(f"{r['label']:<{width}}  {r['score']:.4f}  {_clip(r['text'])}")
+
+
+def _clip(text: str, n: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# -------------------------------------------------------------------------------------------------- push
+def cmd_push(a: argparse.Namespace) -> int:
+    from .model import PromptClassifier
+
+    if not Path(a.adapter).is_dir():
+        raise ConfigError(f"no adapter directory at {a.adapter!r}: push a directory that train wrote")
+    # include_resume: the p-tuning encoder travels too, so the adapter can be trained further from the Hub
+    clf = PromptClassifier.from_pretrained(a.adapter, include_resume=True, device="cpu")
+    url = clf.push_to_hub(a.repo_id, token=a.token, private=a.private, endpoint=a.endpoint)
+    print(url)
+    return 0
