@@ -1,0 +1,682 @@
+"""The ptuning web app: load labelled examples, train a soft-prompt adapter, classify, share it on the Hub.
+
+Widgets and wiring only: every computation is a call into the ``ptuning`` library. Per-user things (the table,
+the dataset, the trained adapter, the cancel switch of a run) live in ``gr.State``; nothing here is shared
+between users except the library's read-only cache of frozen backbones.
+
+    python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
+"""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+try:  # ZeroGPU: `spaces` must come before torch touches CUDA; off ZeroGPU its decorator returns the function
+    import spaces
+except ImportError:
+    spaces = None
+
+import copy
+import html
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+import gradio as gr
+import pandas as pd
+import torch
+
+from ptuning import EMBEDDED_ID, AdapterError, PromptClassifier, PtuningError
+from ptuning.backbones import default_device
+from ptuning.config import EncoderType, Method, Pooling, config_help
+from ptuning.data import build_dataset, check_trainable, detect_columns, label_distribution, parse_pasted, read_table
+from ptuning.hub import ADAPTER_FILES, CONFIG_FILE, WEIGHTS_FILE
+from ptuning.train import Callback, TrainingArguments, train, training_help
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+EXAMPLES = {  # examples/README.md tells where each comes from
+    "Movie reviews: positive / negative (400)": "movie_sentiment.csv",
+    "Questions: 6 answer types (600)": "question_types.csv",
+    "SMS: spam / ham (400)": "sms_spam.csv",
+}
+TABLE_TYPES = [".csv", ".tsv", ".tab", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".xls", ".parquet"]
+PLACEMENTS = ["start", "middle", "end", "[P:4] {text} [P:4]"]
+ON_SPACE = bool(os.environ.get("SPACE_ID"))
+TRAIN_CONCURRENCY = int(os.environ.get("PTUNING_TRAIN_CONCURRENCY", "1"))  # trainings at once on this device
+PREDICT_CONCURRENCY = int(os.environ.get("PTUNING_PREDICT_CONCURRENCY", "4"))
+TRAIN_GPU_SECONDS = int(os.environ.get("PTUNING_TRAIN_GPU_SECONDS", "120"))  # ZeroGPU: longest training call
+MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
+NO_DATA = "No data yet: upload a file, pick an example or paste examples."
+NO_ADAPTER = "No adapter yet: train one on the **Train** tab, or load one below."
+
+
+def gpu(fn, seconds: int = 60):
+    """``spaces.GPU`` on a Space (ZeroGPU lends a GPU for the call); the function itself elsewhere."""
+    return spaces.GPU(fn, duration=seconds) if spaces is not None and ON_SPACE else fn
+
+
+def refuse(message: str) -> gr.Error:
+    """The error to raise for something the user can fix: shown as one line, kept out of the server log."""
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
+@contextmanager
+def user_errors():
+    """A library error the user can fix becomes one readable line in the UI, never a traceback."""
+    try:
+        yield
+    except PtuningError as error:
+        raise refuse(str(error)) from None
+
+
+def device_name() -> str:
+    device = default_device()
+    return f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type.upper()
+
+
+# --------------------------------------------------------------------------------------------- Data tab
+def load_file(file: str | None):
+    """Read an uploaded table and show it (columns detected, problems listed)."""
+    if not file:
+        return show_table(None)
+    try:
+        return show_table(read_table(file))
+    except PtuningError as error:
+        return show_table(None, problem=str(error))
+
+
+def load_example(name: str):
+    return show_table(read_table(EXAMPLES_DIR / EXAMPLES[name])) if name in EXAMPLES else show_table(None)
+
+
+def load_text(text: str):
+    """Read examples pasted as CSV/TSV (or JSON) text."""
+    try:
+        return show_table(parse_pasted(text or ""))
+    except PtuningError as error:
+        return show_table(None, problem=str(error))
+
+
+def choose_columns(table: pd.DataFrame | None, text_column: str | None, label_column: str | None):
+    return show_table(table, text_column, label_column)
+
+
+def show_table(table: pd.DataFrame | None, text_column=None, label_column=None, problem: str | None = None):
+    """(table, dataset, preview, text column, label column, distribution, summary, problems) for the Data tab."""
+    if table is None:
+        nothing = gr.Dropdown(choices=[], value=None)
+        message = problems_markdown([problem], []) if problem else ""
+        return None, None, gr.Dataframe(visible=False), nothing, nothing, gr.BarPlot(visible=False), NO_DATA, message
+    dataset, problems = None, []
+    try:
+        text_column, label_column, _ = detect_columns(table, text_column or None, label_column or None)
+        dataset = build_dataset(table, text_column=text_column, label_column=label_column)
+        check_trainable(dataset)
+    except PtuningError as error:
+        problems.append(str(error))
+    columns = list(table.columns)
+    counts = label_distribution(dataset) if dataset is not None else {}  # shown even when a check failed
+    return (
+        table,
+        None if problems else dataset,
+        gr.Dataframe(table.head(50), visible=True, column_widths=preview_widths(columns, text_column)),
+        gr.Dropdown(choices=columns, value=text_column),
+        gr.Dropdown(choices=columns, value=label_column),
+        gr.BarPlot(pd.DataFrame({"label": list(counts), "examples": list(counts.values())}), sort=list(counts),
+                   visible=bool(counts)),
+        data_summary(dataset, table),
+        problems_markdown(problems, dataset.warnings if dataset is not None else table.attrs.get("warnings", [])),
+    )
+
+
+def preview_widths(columns: list[str], text_column: str | None) -> list[str] | None:
+    # Without widths the text column takes the whole width and pushes the label out of sight
+    if len(columns) < 2 or text_column not in columns:
+        return None
+    return ["70%" if c == text_column else f"{30 / (len(columns) - 1):.1f}%" for c in columns]
+
+
+def data_summary(dataset, table: pd.DataFrame) -> str:
+    if dataset is None:
+        return f"Read **{len(table)} rows** with the columns {', '.join(f'`{c}`' for c in table.columns)}."
+    text = f"**{len(dataset)} examples** · text column `{dataset.text_column}`"
+    text += f" · label column `{dataset.label_column}`"
+    if dataset.pair_column:
+        text += f" · second text `{dataset.pair_column}`"
+    if dataset.task == "regression":
+        return text + f" · regression, targets from {min(dataset.labels):g} to {max(dataset.labels):g}"
+    return text + f" · {len(dataset.label_names)} classes"
+
+
+def problems_markdown(problems: list[str], warnings: list[str]) -> str:
+    lines = [f"**Cannot train on this data:** {html.escape(p, quote=False)}" for p in problems]
+    lines += [f"**Note:** {html.escape(w, quote=False)}" for w in warnings]
+    if not problems:
+        lines.append("**Ready to train:** go to the **Train** tab.")
+    return "\n\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- Train tab
+class QueueCallback(Callback):
+    """Hands the training thread's progress to the UI generator (a copy: the trainer keeps changing its state)."""
+
+    def __init__(self, events: queue.Queue):
+        self.events = events
+
+    def on_step_end(self, state):
+        self.events.put(("step", copy.copy(state)))
+
+    def on_evaluate(self, state, metrics):
+        self.events.put(("eval", copy.copy(state)))
+
+
+def run_training(
+    data,
+    base_model: str,
+    method: str,
+    prompt_length: float,
+    placement: str,
+    epochs: float | None,
+    learning_rate: str | float | None,
+    batch_size: float,
+    seed: float,
+    validation_split: float,
+    pooling: str,
+    encoder_type: str,
+    init_text: str,
+    patience: float | None,
+):
+    """Train an adapter on the loaded data; yields progress, then the metrics and the adapter zip."""
+    if data is None:
+        raise refuse("No usable data: load a table on the Data tab first (and fix the problems it lists).")
+    config = {
+        "base_model": (base_model or "").strip(),
+        "method": method,
+        "num_virtual_tokens": int(prompt_length or 0),
+        "placement": (placement or "start").strip(),
+        "pooling": pooling,
+        "encoder_type": encoder_type,
+        "init": "text" if (init_text or "").strip() else "vocab",
+        "init_text": (init_text or "").strip(),
+    }
+    with user_errors():
+        args = TrainingArguments(
+            epochs=int(epochs) if epochs else None,
+            lr=as_number(learning_rate, "learning rate"),
+            batch_size=int(batch_size or 32),
+            seed=int(seed or 0),
+            val_split=float(validation_split or 0),
+            patience=int(patience) if patience is not None else None,
+        )
+    cancel, events, outcome = threading.Event(), queue.Queue(), {}
+
+    def work():
+        try:
+            outcome["result"] = train(data, config=config, args=args, callbacks=[QueueCallback(events)], cancel=cancel)
+        except BaseException as error:  # handed to the UI thread, which raises it there
+            outcome["error"] = error
+        finally:
+            events.put(("done", None))
+
+    threading.Thread(target=work, name="ptuning-train", daemon=True).start()
+    losses: list[dict] = []
+    validation: list[dict] = []
+    workdir = Path(tempfile.mkdtemp(prefix="ptuning-run-"))
+    try:
+        yield train_update(
+            cancel=cancel,
+            train_button=gr.Button(interactive=False),
+            stop_button=gr.Button(interactive=True),
+            status=f"Loading the base model and reading the data… (device: {device_name()})",
+            plot=None,
+            validation=None,
+            metrics="",
+            confusion="",
+            download=gr.DownloadButton(visible=False),
+        )
+        last = 0.0
+        while True:
+            kind, state = events.get()
+            if kind == "done":
+                break
+            if kind == "step" and state.loss is not None:
+                losses.append({"step": state.step, "loss": state.loss})
+            if kind == "eval":
+                validation += validation_points(state.history[-1])
+            if kind == "eval" or (events.empty() and time.monotonic() - last > 0.3):
+                last = time.monotonic()
+                yield train_update(
+                    status=progress_text(state), plot=pd.DataFrame(losses), validation=validation_chart(validation)
+                )
+        if "error" in outcome:
+            with user_errors():
+                raise outcome["error"]
+        result = outcome["result"]
+        adapter = result.model.save_pretrained(workdir / "adapter")
+        archive = shutil.make_archive(str(workdir / "ptuning-adapter"), "zip", root_dir=adapter)
+        yield train_update(
+            model=result.model,
+            status=final_text(result),
+            plot=pd.DataFrame(losses),
+            validation=validation_chart(validation),
+            metrics=metrics_markdown(result.metrics),
+            confusion=confusion_html(result.metrics, result.model.config.labels),
+            download=gr.DownloadButton(value=archive, visible=True),
+        )
+    finally:
+        cancel.set()  # the page was closed or training failed: let the thread end too
+        shutil.rmtree(workdir, ignore_errors=True)  # Gradio has copied the zip by now
+
+
+def as_number(value: str | float | None, name: str) -> float | None:
+    """A number typed in a text box; empty means automatic (None)."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise refuse(f"the {name} must be a number such as 0.01, or empty for automatic; not {value!r}") from None
+
+
+TRAIN_OUTPUTS = (
+    "cancel", "model", "train_button", "stop_button", "status", "plot", "validation", "metrics", "confusion", "download"
+)
+
+
+def train_update(**values) -> tuple:
+    """One yield of run_training: the values given, in TRAIN_OUTPUTS order; the other outputs stay as they are."""
+    return tuple(values.get(name, gr.skip()) for name in TRAIN_OUTPUTS)
+
+
+def stop_training(cancel: threading.Event | None):
+    if cancel is not None:
+        cancel.set()
+    return "Stopping after this step; the best adapter so far is kept…", gr.Button(interactive=False)
+
+
+def validation_points(entry: dict) -> list[dict]:
+    named = {"loss": entry.get("val_loss"), "accuracy": entry.get("accuracy")}  # MSE is the loss for regression
+    return [{"step": entry["step"], "value": v, "series": k} for k, v in named.items() if v is not None]
+
+
+def validation_chart(points: list[dict]):
+    # Naming the series rebuilds the chart: Gradio's plot keeps its first colour domain on a mere data update
+    series = list(dict.fromkeys(p["series"] for p in points))
+    return gr.LinePlot(pd.DataFrame(points), colors_in_legend=series) if points else None
+
+
+def progress_text(state) -> str:
+    text = f"**Training** · step {state.step} of {state.total_steps} · epoch {state.epoch:.1f} of {state.epochs}"
+    if state.loss is not None:
+        text += f" · loss {state.loss:.4f}"
+    text += f" · {duration(state.elapsed_s)} so far"
+    if state.eta_s is not None:
+        text += f", about {duration(state.eta_s)} left"
+    if state.best_metric is not None:
+        text += f"\n\nBest validation {state.metric_name} so far: **{state.best_metric:.4f}** (step {state.best_step})"
+    return text
+
+
+def final_text(result) -> str:
+    state, model = result.state, result.model
+    if state.cancelled:
+        how = "**Stopped** by you; the best adapter so far is kept"
+    elif state.stopped_early:
+        how = "**Done** (stopped early: validation stopped improving)"
+    else:
+        how = "**Done**"
+    text = f"{how} after {state.step} of {state.total_steps} steps in {duration(state.elapsed_s)}"
+    if state.best_metric is not None:
+        text += f". Best validation {state.metric_name}: **{state.best_metric:.4f}** at step {state.best_step}"
+    text += f". {model.num_trainable_parameters():,} trainable parameters; try it on the **Classify** tab."
+    return "\n\n".join([text, *(f"**Note:** {html.escape(w, quote=False)}" for w in result.warnings)])
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def metrics_markdown(metrics: dict) -> str:
+    if not metrics:
+        return "No validation set, so no metrics: set a validation split above 0 to measure the adapter."
+    names = {
+        "accuracy": "accuracy", "macro_f1": "macro F1", "pearson": "Pearson r", "spearman": "Spearman ρ",
+        "mse": "mean squared error", "mae": "mean absolute error",
+    }
+    values = [f"{label} **{metrics[key]:.4f}**" for key, label in names.items() if metrics.get(key) is not None]
+    text = f"**Validation on {metrics.get('n_examples', '?')} examples:** {', '.join(values)}"
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        text += "\n\n| class | precision | recall | F1 | examples |\n|---|---|---|---|---|\n"
+        text += "\n".join(
+            f"| {md(name)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+            for name, m in per_class.items()
+        )
+    return text
+
+
+def md(text: str) -> str:
+    """A label as literal text inside a Markdown table cell."""
+    return html.escape(str(text), quote=False).replace("|", "\\|")
+
+
+def confusion_html(metrics: dict, labels: list[str]) -> str:
+    """The confusion matrix as a shaded table: rows are true classes, columns predicted ones."""
+    matrix = metrics.get("confusion_matrix")
+    if not matrix:
+        return ""
+    top = max(max(row) for row in matrix) or 1
+    cell = "padding:4px 10px;text-align:right;border:1px solid #ddd"
+    head = "".join(f'<th style="{cell}">{html.escape(name)}</th>' for name in labels)
+    rows = ""
+    for name, row in zip(labels, matrix):
+        cells = "".join(
+            f'<td style="{cell};background:rgba(37,99,235,{0.1 + 0.8 * n / top:.2f});'
+            f'color:{"#fff" if n / top > 0.55 else "inherit"}">{n}</td>'
+            for n in row
+        )
+        rows += f'<tr><th style="{cell}">{html.escape(name)}</th>{cells}</tr>'
+    return (
+        '<div style="overflow-x:auto"><p><b>Confusion matrix</b> (rows: true class, columns: predicted)</p>'
+        f'<table style="border-collapse:collapse"><tr><th style="{cell}">true ↓ / predicted →</th>{head}</tr>'
+        f"{rows}</table></div>"
+    )
+
+
+# --------------------------------------------------------------------------------------------- Classify tab
+def require_model(model: PromptClassifier | None) -> PromptClassifier:
+    if model is None:
+        raise refuse("No adapter yet: train one on the Train tab, or load one from the Hub or a zip.")
+    return model
+
+
+def classify(text: str, model: PromptClassifier | None):
+    """Label confidences of one text (for regression: the predicted value)."""
+    model = require_model(model)
+    if not (text or "").strip():
+        raise refuse("Type a text to classify.")
+    with user_errors():
+        prediction = model.predict([text])[0]
+    return prediction["scores"] if prediction["label"] is not None else round(prediction["score"], 4)
+
+
+def classify_file(file: str | None, model: PromptClassifier | None) -> str:
+    """Predict every row of an uploaded table; returns a CSV: the table plus prediction columns."""
+    model = require_model(model)
+    if not file:
+        raise refuse("Upload a file of texts first.")
+    with user_errors():
+        table = read_table(file)
+        text_column, _, pair_column = detect_columns(table, guess_label=False)
+        only_texts = table[[c for c in (text_column, pair_column) if c]]  # a label column may hold anything
+        texts = build_dataset(only_texts, text_column=text_column, pair_column=pair_column, require_labels=False)
+        predictions = model.predict(texts.texts, texts.text_pairs)
+    if model.config.task == "regression":
+        table["predicted_value"] = [p["score"] for p in predictions]
+    else:
+        table["predicted_label"] = [p["label"] for p in predictions]
+        table["confidence"] = [round(p["score"], 4) for p in predictions]
+    out = Path(tempfile.mkdtemp(prefix="ptuning-predictions-")) / f"{Path(file).stem}-predictions.csv"
+    table.to_csv(out, index=False)
+    return str(out)
+
+
+def hub_token(token_text: str | None, oauth_token: gr.OAuthToken | None):
+    """The signed-in user's token, else the pasted one. On a Space never the Space's own token (HF_TOKEN)."""
+    token = (oauth_token.token if oauth_token is not None else None) or (token_text or "").strip() or None
+    return token if token or not ON_SPACE else False
+
+
+def load_adapter(repo_id: str, token_text: str, endpoint: str | None, oauth_token: gr.OAuthToken | None):
+    """Load an adapter from a Hub repo id (ours, or PEFT's prompt/p-tuning for sequence classification)."""
+    repo_id = (repo_id or "").strip()
+    if not repo_id:
+        raise refuse("Type a Hub repo id such as user/sentiment-prompt.")
+    with user_errors():
+        model = PromptClassifier.from_pretrained(repo_id, token=hub_token(token_text, oauth_token), endpoint=endpoint)
+    return model, f"Loaded `{md(repo_id)}`."
+
+
+def load_adapter_zip(file: str | None):
+    """Load an adapter from an uploaded zip (the download of the Train tab)."""
+    if not file:
+        return gr.skip(), ""
+    with tempfile.TemporaryDirectory(prefix="ptuning-upload-") as folder:
+        with user_errors():
+            unpack_adapter_zip(file, Path(folder))
+            model = PromptClassifier.from_pretrained(folder)
+    return model, f"Loaded `{md(Path(file).name)}`."
+
+
+def unpack_adapter_zip(file: str, folder: Path) -> None:
+    """Extract only the adapter files of a zip (at its root or in one folder); refuse unsafe or oversized ones."""
+    try:
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError):
+        raise AdapterError("the upload is not a zip archive: upload the .zip the Train tab downloads") from None
+    with archive:
+        members: dict[str, zipfile.ZipInfo] = {}
+        for info in archive.infolist():
+            path = PurePosixPath(info.filename.replace("\\", "/"))
+            if path.is_absolute() or ".." in path.parts or ":" in info.filename:
+                raise AdapterError(f"the zip holds an unsafe path ({info.filename!r}); it was not opened")
+            if info.is_dir() or path.name not in ADAPTER_FILES:
+                continue  # other files (.DS_Store, __MACOSX/...) are ignored, never extracted
+            if path.name in members:
+                raise AdapterError(f"the zip holds two copies of {path.name}: zip one adapter folder only")
+            members[path.name] = info
+        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if name not in members]
+        if missing:
+            raise AdapterError(f"the zip has no {' or '.join(missing)}: it is not a ptuning or PEFT adapter")
+        size = sum(info.file_size for info in members.values())  # zipfile never reads past these sizes
+        if size > MAX_ADAPTER_BYTES:
+            limit = MAX_ADAPTER_BYTES // 2**20
+            raise AdapterError(f"the adapter files take {size / 2**20:.0f} MiB unzipped; the limit is {limit} MiB")
+        for name, info in members.items():
+            with archive.open(info) as source, open(folder / name, "wb") as target:
+                shutil.copyfileobj(source, target)
+
+
+def describe_adapter(model: PromptClassifier | None) -> str:
+    if model is None:
+        return NO_ADAPTER
+    c = model.config
+    what = f"{len(c.labels)} classes ({', '.join(md(x) for x in c.labels[:8])}{'…' if len(c.labels) > 8 else ''})"
+    if c.task == "regression":
+        what = "regression"
+    where = f"{c.method.value}, {c.num_virtual_tokens} prompt vectors at `{md(c.placement)}`"
+    return f"**Adapter ready:** {what} · {where} · base `{md(c.base_model)}`"
+
+
+# --------------------------------------------------------------------------------------------- Hub tab
+def push(
+    model: PromptClassifier | None,
+    repo_id: str,
+    private: bool,
+    description: str,
+    token_text: str,
+    endpoint: str | None,
+    oauth_token: gr.OAuthToken | None,
+) -> str:
+    """Upload the adapter with a model card (the description goes into it); returns a link to the repo."""
+    model = require_model(model)
+    repo_id = (repo_id or "").strip()
+    if not repo_id:
+        raise refuse("Type a repo name such as your-name/sentiment-prompt.")
+    token = hub_token(token_text, oauth_token)
+    if token is False:
+        raise refuse("Sign in with Hugging Face first (the button above): pushing needs your write access.")
+    model.info = {**model.info, "dataset_description": (description or "").strip() or None}
+    with user_errors():
+        url = model.push_to_hub(repo_id, token=token, private=bool(private), endpoint=endpoint)
+    return f"Pushed to [{md(repo_id)}]({url})."
+
+
+# --------------------------------------------------------------------------------------------- layout
+def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
+    """The whole app; ``hub_endpoint`` is the Hub server to push to and load from (None: huggingface.co)."""
+    with gr.Blocks(title="P-Tuning: soft prompts for text classifiers", delete_cache=(3600, 3600)) as app:
+        table_state, data_state, model_state = gr.State(None), gr.State(None), gr.State(None)
+        cancel_state, endpoint_state = gr.State(None), gr.State(hub_endpoint)
+        gr.Markdown(
+            "# P-Tuning\nTrain a few **soft-prompt vectors** (and a small head) for a frozen text classifier: "
+            "load labelled examples, train, classify, share the small adapter on the Hub."
+        )
+        with gr.Tabs():
+            with gr.Tab("Data"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        upload = gr.File(label="Upload a table", file_types=TABLE_TYPES, height=140,
+                                         elem_id="data-upload")
+                        gr.Markdown("CSV, TSV, JSON, JSONL, Excel or Parquet, with a text column and a label column.")
+                        example = gr.Dropdown(list(EXAMPLES), value=None, label="…or start from an example")
+                        with gr.Accordion("…or paste examples", open=False):
+                            pasted = gr.Textbox(lines=6, show_label=False,
+                                                placeholder="text,label\ngreat film,positive\nawful,negative")
+                            paste_button = gr.Button("Use pasted examples", size="sm")
+                    with gr.Column(scale=2):
+                        summary = gr.Markdown(NO_DATA, elem_id="data-summary")
+                        problems = gr.Markdown(elem_id="data-problems")
+                        with gr.Row():
+                            text_column = gr.Dropdown([], label="Text column", interactive=True)
+                            label_column = gr.Dropdown([], label="Label column", interactive=True)
+                        distribution = gr.BarPlot(x="label", y="examples", y_lim=[0, None], height=220, visible=False,
+                                                  label="Examples per class", show_label=True)
+                preview = gr.Dataframe(label="First rows (row 1 is the first row below the header)", visible=False,
+                                       interactive=False, wrap=True, max_chars=160, max_height=420,
+                                       show_row_numbers=True)
+
+            with gr.Tab("Train"):
+                gr.Markdown(f"Training runs on: **{device_name()}**")
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        base_model = gr.Textbox(EMBEDDED_ID, label="Base model", info=config_help("base_model"))
+                        method = gr.Radio([m.value for m in Method], value=Method.PROMPT.value, label="Method",
+                                          info=config_help("method"))
+                        with gr.Row():
+                            prompt_length = gr.Number(20, label="Prompt length", precision=0, minimum=1,
+                                                      info=config_help("num_virtual_tokens"))
+                            placement = gr.Dropdown(PLACEMENTS, value="start", allow_custom_value=True,
+                                                    label="Placement", info=config_help("placement"))
+                        with gr.Row():
+                            epochs = gr.Number(0, label="Epochs (0 = automatic)", precision=0, minimum=0,
+                                               info=training_help("epochs"))
+                            learning_rate = gr.Textbox("", label="Learning rate", placeholder="automatic",
+                                                       info=training_help("lr"))
+                        with gr.Row():
+                            batch_size = gr.Number(32, label="Batch size", precision=0, minimum=1,
+                                                   info=training_help("batch_size"))
+                            seed = gr.Number(42, label="Seed", precision=0, info=training_help("seed"))
+                        validation_split = gr.Slider(0, 0.5, value=0.1, step=0.05, label="Validation split",
+                                                     info=training_help("val_split"))
+                        with gr.Accordion("More settings", open=False):
+                            pooling = gr.Radio([p.value for p in Pooling], value=Pooling.MEAN.value, label="Pooling",
+                                               info=config_help("pooling"))
+                            encoder_type = gr.Radio([e.value for e in EncoderType], value=EncoderType.MLP.value,
+                                                    label="P-tuning encoder", info=config_help("encoder_type"))
+                            init_text = gr.Textbox(label="Initialise the prompt from a text (optional)",
+                                                   info=config_help("init_text"))
+                            patience = gr.Number(5, label="Early-stopping patience", precision=0, minimum=0,
+                                                 info=training_help("patience"))
+                        with gr.Row():
+                            train_button = gr.Button("Train", variant="primary")
+                            stop_button = gr.Button("Stop", variant="stop", interactive=False)
+                    with gr.Column(scale=3):
+                        status = gr.Markdown("Load data on the **Data** tab, choose settings, then press **Train**.",
+                                             elem_id="train-status")
+                        with gr.Row():  # no height=: a fixed height clips the legend
+                            loss_plot = gr.LinePlot(x="step", y="loss", label="Training loss", show_label=True)
+                            val_plot = gr.LinePlot(x="step", y="value", color="series", color_title="",
+                                                   label="Validation", show_label=True)
+                        metrics_box = gr.Markdown(elem_id="train-metrics")
+                        confusion_box = gr.HTML()
+                        download = gr.DownloadButton("Download the adapter (.zip)", visible=False)
+
+            with gr.Tab("Classify"):
+                adapter_info = gr.Markdown(NO_ADAPTER)
+                with gr.Row():
+                    with gr.Column():
+                        text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence to classify")
+                        classify_button = gr.Button("Classify", variant="primary")
+                        gr.Examples(
+                            [["A gripping, beautifully acted film."], ["The plot is a mess and the jokes fall flat."],
+                             ["Who was the first woman to win a Nobel prize?"],
+                             ["URGENT! You have won a 1 week FREE membership. Call now!"]],
+                            inputs=[text], api_name="fill_example", api_visibility="private",
+                        )
+                    prediction = gr.Label(label="Prediction", num_top_classes=5, elem_id="prediction")
+                with gr.Accordion("Classify a whole file", open=False):
+                    with gr.Row():
+                        batch_in = gr.File(label="Table of texts", file_types=TABLE_TYPES, height=140)
+                        batch_out = gr.File(label="Predictions (CSV)", height=140)
+                    batch_button = gr.Button("Classify file")
+                with gr.Accordion("Use another adapter", open=False):
+                    with gr.Row(equal_height=True):
+                        repo_in = gr.Textbox(label="Hub repo id", placeholder="user/sentiment-prompt", scale=3)
+                        repo_button = gr.Button("Load", scale=1)
+                    zip_in = gr.File(label="…or upload an adapter .zip", file_types=[".zip"], height=140)
+                    load_status = gr.Markdown()
+
+            with gr.Tab("Hub"):
+                hub_adapter_info = gr.Markdown(NO_ADAPTER)
+                if ON_SPACE:
+                    gr.LoginButton()
+                token = gr.Textbox(label="Hugging Face token (write access)", type="password", visible=not ON_SPACE,
+                                   info="Used for this request only; never stored or shown. Empty: your login.")
+                with gr.Row(equal_height=True):
+                    repo_name = gr.Textbox(label="Repo name", placeholder="your-name/sentiment-prompt", scale=3)
+                    private = gr.Checkbox(label="Private", value=True, scale=1)
+                description = gr.Textbox(label="Dataset description (goes into the model card)", lines=3)
+                push_button = gr.Button("Push to the Hub", variant="primary")
+                push_status = gr.Markdown()
+                gr.Markdown("---\n**Load** an adapter from the Hub instead (then use it on the **Classify** tab):")
+                with gr.Row(equal_height=True):
+                    hub_repo_in = gr.Textbox(label="Hub repo id", placeholder="user/sentiment-prompt", scale=3)
+                    hub_load_button = gr.Button("Load", scale=1)
+                hub_load_status = gr.Markdown()
+
+        # ------------------------------------------------------------------------------- wiring
+        shown = [table_state, data_state, preview, text_column, label_column, distribution, summary, problems]
+        upload.upload(load_file, upload, shown, api_name="load_file")
+        example.input(load_example, example, shown, api_name="load_example")
+        paste_button.click(load_text, pasted, shown, api_name="load_text")
+        for dropdown in (text_column, label_column):
+            dropdown.input(choose_columns, [table_state, text_column, label_column], shown, api_visibility="private")
+
+        settings = [base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed,
+                    validation_split, pooling, encoder_type, init_text, patience]
+        outputs = [cancel_state, model_state, train_button, stop_button, status, loss_plot, val_plot, metrics_box,
+                   confusion_box, download]  # in TRAIN_OUTPUTS order
+        training = train_button.click(
+            gpu(run_training, TRAIN_GPU_SECONDS), [data_state, *settings], outputs, api_name="train",
+            show_progress="minimal", concurrency_limit=TRAIN_CONCURRENCY, concurrency_id="train",
+        )
+        training.then(lambda: (gr.Button(interactive=True), gr.Button(interactive=False)), None,
+                      [train_button, stop_button], api_visibility="private")  # also after an error
+        stop_button.click(stop_training, cancel_state, [status, stop_button], api_visibility="private", queue=False)
+
+        predicting = dict(concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
+        gr.on([classify_button.click, text.submit], gpu(classify), [text, model_state], prediction,
+              api_name="classify", **predicting)
+        batch_button.click(gpu(classify_file), [batch_in, model_state], batch_out, api_name="classify_file",
+                           **predicting)
+        repo_button.click(load_adapter, [repo_in, token, endpoint_state], [model_state, load_status],
+                          api_name="load_adapter")
+        hub_load_button.click(load_adapter, [hub_repo_in, token, endpoint_state], [model_state, hub_load_status],
+                              api_visibility="private")
+        zip_in.upload(load_adapter_zip, zip_in, [model_state, load_status], api_name="load_adapter_zip")
+        model_state.change(lambda m: (describe_adapter(m),) * 2, model_state, [adapter_info, hub_adapter_info],
+                           api_visibility="private")
+        push_button.click(push, [model_state, repo_name, private, description, token, endpoint_state], push_status,
+                          api_name="push")
+    return app
+
+
+if __name__ == "__main__":
+    build_app().queue().launch()

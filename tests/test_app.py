@@ -1,0 +1,183 @@
+"""The app, scripted through its API with gradio_client: what a user (or a script) gets back from each tab.
+
+Training uses a tiny random BERT, so numbers mean nothing; the tests check what is shown, not how good it is.
+"""
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from app import build_app
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SMS = "SMS: spam / ham (400)"
+# Gradio's own use of pandas 3 (in its queue), not ours
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")
+
+
+@pytest.fixture(scope="module")
+def url():
+    app = build_app().queue()
+    _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    yield local_url
+    app.close()
+
+
+@pytest.fixture
+def client(url):
+    """A new browser session: nothing loaded, nothing trained."""
+    return Client(url, verbose=False)
+
+
+def train_settings(base_model: str, **changes) -> dict:
+    settings = dict(
+        base_model=base_model, method="prompt", prompt_length=4, placement="start", epochs=2, learning_rate="",
+        batch_size=32, seed=42, validation_split=0.2, pooling="mean", encoder_type="MLP", init_text="", patience=5,
+    )  # fmt: skip
+    return {**settings, **changes}
+
+
+@pytest.fixture(scope="module")
+def trained(url, tiny):
+    """A session that loaded the SMS example and trained on it, with what /train returned."""
+    session = Client(url, verbose=False)
+    session.predict(SMS, api_name="/load_example")
+    outputs = session.predict(**train_settings(tiny("bert")), api_name="/train")
+    return session, outputs
+
+
+def test_example_data_shows_columns_and_class_counts(client):
+    preview, text_col, label_col, distribution, summary, problems = client.predict(SMS, api_name="/load_example")
+    assert (text_col["value"], label_col["value"]) == ("text", "label")
+    assert distribution["value"]["data"] == [["ham", 280], ["spam", 120]]
+    assert "400 examples" in summary and "2 classes" in summary
+    assert "Ready to train" in problems
+    assert len(preview["value"]["data"]) == 50
+
+
+def test_file_problems_are_listed_with_row_numbers(client, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood film,pos\n,neg\nawful,\nfine,pos\nbad,neg\n", encoding="utf-8")
+    *_, summary, problems = client.predict(handle_file(str(bad)), api_name="/load_file")
+    assert "Cannot train on this data" in problems
+    assert "empty text in column 'text' at row 2" in problems
+    assert "missing label in column 'label' at row 3" in problems
+    assert "Traceback" not in problems
+    assert "5 rows" in summary
+
+
+def test_duplicates_are_shown_as_warnings(client):
+    *_, problems = client.predict("text,label\ngreat,pos\ngreat,pos\nawful,neg\nbad,neg\n", api_name="/load_text")
+    assert "duplicate row (row 2)" in problems
+    assert "Ready to train" in problems
+
+
+def test_binary_file_is_a_readable_message(client, tmp_path):
+    blob = tmp_path / "data.csv"
+    blob.write_bytes(b"\x00\x01\x02 not a table")
+    *_, summary, problems = client.predict(handle_file(str(blob)), api_name="/load_file")
+    assert "binary file" in problems
+    assert "No data yet" in summary
+
+
+def test_classify_before_training_is_a_readable_error(client):
+    with pytest.raises(AppError, match="No adapter yet: train one on the Train tab"):
+        client.predict("a gripping film", api_name="/classify")
+
+
+def test_train_without_data_is_a_readable_error(client, tiny):
+    with pytest.raises(AppError, match="No usable data: load a table on the Data tab"):
+        client.predict(**train_settings(tiny("bert")), api_name="/train")
+
+
+def test_bad_placement_is_a_readable_error(client, tiny):
+    client.predict(SMS, api_name="/load_example")
+    with pytest.raises(AppError, match="placement|template"):
+        client.predict(**train_settings(tiny("bert"), placement="[P:x] {text"), api_name="/train")
+
+
+def test_training_shows_metrics_confusion_matrix_and_adapter_zip(trained):
+    _, (status, losses, validation, metrics, confusion, download) = trained
+    assert status.startswith("**Done** after")
+    assert "accuracy **" in metrics and "macro F1 **" in metrics and "| spam |" in metrics
+    assert "Confusion matrix" in confusion and ">ham</th>" in confusion
+    assert losses["columns"] == ["step", "loss"] and len(losses["data"]) == 20  # 2 epochs of 320 / 32 steps
+    assert {row[2] for row in validation["value"]["data"]} == {"loss", "accuracy"}
+    with zipfile.ZipFile(download["value"]) as archive:
+        assert {"adapter_config.json", "adapter_model.safetensors", "ptuning_config.json"} <= set(archive.namelist())
+
+
+def test_classify_returns_label_confidences(trained):
+    session, _ = trained
+    result = session.predict("WINNER! Claim your free prize now", api_name="/classify")
+    assert result["label"] in ("ham", "spam")
+    assert {c["label"] for c in result["confidences"]} == {"ham", "spam"}
+    assert sum(c["confidence"] for c in result["confidences"]) == pytest.approx(1.0)
+
+
+def test_classify_file_returns_csv_with_predictions(trained, tmp_path):
+    session, _ = trained
+    texts = tmp_path / "texts.csv"
+    texts.write_text("message\nsee you at 8\nFREE entry! Text WIN now\n", encoding="utf-8")
+    csv = Path(session.predict(handle_file(str(texts)), api_name="/classify_file")).read_text(encoding="utf-8")
+    header, *rows = csv.splitlines()
+    assert header == "message,predicted_label,confidence"
+    assert len(rows) == 2 and all(row.split(",")[1] in ("ham", "spam") for row in rows)
+
+
+def test_downloaded_adapter_zip_loads_in_a_new_session(trained, client):
+    _, (*_, download) = trained
+    message = client.predict(handle_file(download["value"]), api_name="/load_adapter_zip")
+    assert "Loaded" in message
+    assert client.predict("hello there", api_name="/classify")["label"] in ("ham", "spam")
+
+
+def test_adapter_zip_with_path_traversal_is_refused(client, tmp_path):
+    hostile = tmp_path / "adapter.zip"
+    with zipfile.ZipFile(hostile, "w") as archive:
+        archive.writestr("adapter_config.json", "{}")
+        archive.writestr("../../adapter_model.safetensors", b"x")
+    with pytest.raises(AppError, match="unsafe path"):
+        client.predict(handle_file(str(hostile)), api_name="/load_adapter_zip")
+    with pytest.raises(AppError, match="No adapter yet"):
+        client.predict("hello", api_name="/classify")
+
+
+def test_upload_that_is_not_a_zip_is_refused(client, tmp_path):
+    fake = tmp_path / "adapter.zip"
+    fake.write_text("hello", encoding="utf-8")
+    with pytest.raises(AppError, match="not a zip archive"):
+        client.predict(handle_file(str(fake)), api_name="/load_adapter_zip")
+
+
+def test_api_lists_the_named_endpoints_only(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert named == {"/load_file", "/load_example", "/load_text", "/train", "/classify", "/classify_file",
+                     "/load_adapter", "/load_adapter_zip", "/push"}  # fmt: skip
+
+
+def test_push_then_load_from_the_hub_never_shows_the_token(hub_server, tiny):
+    app = build_app(hub_endpoint=hub_server.endpoint).queue()
+    _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        session = Client(local_url, verbose=False)
+        session.predict(SMS, api_name="/load_example")
+        session.predict(**train_settings(tiny("bert"), epochs=1), api_name="/train")
+        with pytest.raises(AppError) as refused:
+            session.predict("test-user/sms", True, "", "hf_not_a_real_token_123", api_name="/push")
+        assert "hf_not_a_real_token_123" not in str(refused.value)
+
+        link = session.predict("test-user/sms", True, "SMS spam, 400 messages.", hub_server.token, api_name="/push")
+        assert "Pushed to" in link and "test-user/sms" in link and hub_server.token not in link
+        card = hub_server.repos["test-user/sms"].head.files["README.md"].decode()
+        assert "SMS spam, 400 messages." in card
+
+        fresh = Client(local_url, verbose=False)
+        message = fresh.predict("test-user/sms", hub_server.token, api_name="/load_adapter")
+        assert "Loaded" in message
+        assert fresh.predict("see you soon", api_name="/classify")["label"] in ("ham", "spam")
+    finally:
+        app.close()
