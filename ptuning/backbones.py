@@ -163,7 +163,7 @@ def _load(recorded: str, source: str, device: torch.device) -> Backbone:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # "newly initialized: classifier" is expected: adapters bring their heads
     hf_logging.disable_progress_bar()
     try:
@@ -180,7 +180,8 @@ def _load(recorded: str, source: str, device: torch.device) -> Backbone:
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+        if bars:
+            hf_logging.enable_progress_bar()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Run every benchmark one after the other (``make bench``); each writes its own ``bench/results/*.json``.
+
+    python bench/run_all.py                 # the full runs of BENCHMARKS.md (est. 5 h on 2 idle cores)
+    python bench/run_all.py --smoke         # every script at tiny sizes (15 min on the busy machine): checks that they run
+    python bench/run_all.py --only speed inference
+
+Timings need an otherwise idle machine: on a shared one, compare only numbers taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+FULL = {
+    "memory": ["memory.py"],
+    "inference": ["inference.py"],
+    "speed": ["speed.py", "--epoch", "--rounds", "2"],
+    "baselines": ["baselines.py"],
+    "baselines-2000": ["baselines.py", "--train-size", "2000"],
+    "accuracy-2000": ["accuracy.py", "--train-size", "2000", "--epochs", "5"],
+    "accuracy-full": ["accuracy.py", "--methods", "prompt", "p-tuning", "--placements", "start",
+                      "--poolings", "mean", "model", "--epochs", "5", "--name", "accuracy-full-split-start"],  # fmt: skip
+}
+SMOKE = {
+    "memory": ["memory.py", "--train-steps", "3", "--predict-texts", "64"],
+    "inference": ["inference.py", "--latency-texts", "20", "--batch-texts", "128", "--mixed-sizes", "8", "64",
+                  "--repeats", "1"],  # fmt: skip
+    "speed": ["speed.py", "--train-size", "256", "--steps", "8", "--skip", "1", "--rounds", "1"],
+    "baselines": ["baselines.py", "--train-size", "256", "--test-size", "256", "--epochs", "1"],
+    "accuracy": ["accuracy.py", "--train-size", "128", "--test-size", "128", "--epochs", "1"],
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: check that every script runs")
+    p.add_argument("--only", nargs="+", help="run only these (names as listed by --list)")
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args()
+    plan = SMOKE if args.smoke else FULL
+    if args.list:
+        for name, cmd in plan.items():
+            print(f"{name:<16} python bench/{shlex.join(cmd)}")
+        return
+    failed = []
+    for name, cmd in plan.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"== {name}: python bench/{shlex.join(cmd)}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.run([sys.executable, str(BENCH / cmd[0]), *cmd[1:]]).returncode
+        print(f"== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
