@@ -23,19 +23,18 @@ import shutil
 import tempfile
 import threading
 import time
-import zipfile
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 import torch
 
-from ptuning import EMBEDDED_ID, AdapterError, PromptClassifier, PtuningError
+from ptuning import EMBEDDED_ID, PromptClassifier, PtuningError
 from ptuning.backbones import default_device
 from ptuning.config import EncoderType, Method, Pooling, config_help
 from ptuning.data import build_dataset, check_trainable, detect_columns, label_distribution, parse_pasted, read_table
-from ptuning.hub import ADAPTER_FILES, CONFIG_FILE, WEIGHTS_FILE
+from ptuning.adapter_files import unpack_adapter_zip
 from ptuning.train import Callback, TrainingArguments, train, training_help
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -50,7 +49,6 @@ ON_SPACE = bool(os.environ.get("SPACE_ID"))
 TRAIN_CONCURRENCY = int(os.environ.get("PTUNING_TRAIN_CONCURRENCY", "1"))  # trainings at once on this device
 PREDICT_CONCURRENCY = int(os.environ.get("PTUNING_PREDICT_CONCURRENCY", "4"))
 TRAIN_GPU_SECONDS = int(os.environ.get("PTUNING_TRAIN_GPU_SECONDS", "120"))  # ZeroGPU: longest training call
-MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
 NO_DATA = "No data yet: upload a file, pick an example or paste examples."
 NO_ADAPTER = "No adapter yet: train one on the **Train** tab, or load one below."
 
@@ -452,35 +450,6 @@ def load_adapter_zip(file: str | None):
             unpack_adapter_zip(file, Path(folder))
             model = PromptClassifier.from_pretrained(folder)
     return model, f"Loaded `{md(Path(file).name)}`."
-
-
-def unpack_adapter_zip(file: str, folder: Path) -> None:
-    """Extract only the adapter files of a zip (at its root or in one folder); refuse unsafe or oversized ones."""
-    try:
-        archive = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, OSError):
-        raise AdapterError("the upload is not a zip archive: upload the .zip the Train tab downloads") from None
-    with archive:
-        members: dict[str, zipfile.ZipInfo] = {}
-        for info in archive.infolist():
-            path = PurePosixPath(info.filename.replace("\\", "/"))
-            if path.is_absolute() or ".." in path.parts or ":" in info.filename:
-                raise AdapterError(f"the zip holds an unsafe path ({info.filename!r}); it was not opened")
-            if info.is_dir() or path.name not in ADAPTER_FILES:
-                continue  # other files (.DS_Store, __MACOSX/...) are ignored, never extracted
-            if path.name in members:
-                raise AdapterError(f"the zip holds two copies of {path.name}: zip one adapter folder only")
-            members[path.name] = info
-        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if name not in members]
-        if missing:
-            raise AdapterError(f"the zip has no {' or '.join(missing)}: it is not a ptuning or PEFT adapter")
-        size = sum(info.file_size for info in members.values())  # zipfile never reads past these sizes
-        if size > MAX_ADAPTER_BYTES:
-            limit = MAX_ADAPTER_BYTES // 2**20
-            raise AdapterError(f"the adapter files take {size / 2**20:.0f} MiB unzipped; the limit is {limit} MiB")
-        for name, info in members.items():
-            with archive.open(info) as source, open(folder / name, "wb") as target:
-                shutil.copyfileobj(source, target)
 
 
 def describe_adapter(model: PromptClassifier | None) -> str:

@@ -15,8 +15,10 @@ Loading trusts nothing: safetensors only (no pickle), JSON checked against the b
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -33,6 +35,8 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PTUNING_CONFIG = "ptuning_config.json"
 RESUME_WEIGHTS = "ptuning_resume.safetensors"
 FORMAT_VERSION = 1
+MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
+_ZIP_MEMBERS = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, "README.md")
 _HEAD_PREFIX, _OWN_HEAD_PREFIX, _DEEP = "base_model.", "ptuning.head.", "ptuning.deep_prompts"
 
 
@@ -40,7 +44,7 @@ def save_adapter(clf, directory: str | Path) -> Path:
     """Write the adapter files of ``clf`` into ``directory`` (created if needed); returns the directory."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    bb, cfg = clf.backbone, clf.config
+    cfg = clf.config
     with torch.no_grad():
         tensors = {"prompt_embeddings": clf.prompt_vectors().detach().float().cpu().contiguous()}
         prefix = _HEAD_PREFIX if cfg.pooling == Pooling.MODEL else _OWN_HEAD_PREFIX
@@ -140,6 +144,35 @@ def resolve_adapter_dir(
     return download_adapter(
         str(path_or_repo_id), revision=revision, token=token, endpoint=endpoint, include_resume=include_resume
     )
+
+
+def unpack_adapter_zip(file: str, folder: Path) -> None:
+    """Extract only the adapter files of a zip (at its root or in one folder); refuse unsafe or oversized ones."""
+    try:
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError):
+        raise AdapterError("the upload is not a zip archive: upload the .zip the Train tab downloads") from None
+    with archive:
+        members: dict[str, zipfile.ZipInfo] = {}
+        for info in archive.infolist():
+            path = PurePosixPath(info.filename.replace("\\", "/"))
+            if path.is_absolute() or ".." in path.parts or ":" in info.filename:
+                raise AdapterError(f"the zip holds an unsafe path ({info.filename!r}); it was not opened")
+            if info.is_dir() or path.name not in _ZIP_MEMBERS:
+                continue  # other files (.DS_Store, __MACOSX/...) are ignored, never extracted
+            if path.name in members:
+                raise AdapterError(f"the zip holds two copies of {path.name}: zip one adapter folder only")
+            members[path.name] = info
+        missing = [name for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if name not in members]
+        if missing:
+            raise AdapterError(f"the zip has no {' or '.join(missing)}: it is not a ptuning or PEFT adapter")
+        size = sum(info.file_size for info in members.values())  # zipfile never reads past these sizes
+        if size > MAX_ADAPTER_BYTES:
+            limit = MAX_ADAPTER_BYTES // 2**20
+            raise AdapterError(f"the adapter files take {size / 2**20:.0f} MiB unzipped; the limit is {limit} MiB")
+        for name, info in members.items():
+            with archive.open(info) as source, open(folder / name, "wb") as target:
+                shutil.copyfileobj(source, target)
 
 
 def load_adapter(

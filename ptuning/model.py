@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import Backbone, deep_prompts, load_backbone
+from .backbones import deep_prompts, load_backbone
 from .batching import collate, encode, length_grouped_batches
 from .config import Method, Pooling, PromptConfig
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt

@@ -26,3 +26,14 @@ def family(request):
     return request.param
 
 from tests.hub_server import hub_server  # noqa: E402,F401  (the loopback Hub fixture)
+
+
+@pytest.fixture(scope="session")
+def url():
+    """The app, launched once on loopback for the gradio_client and browser tests."""
+    from app import build_app
+
+    app = build_app().queue()
+    _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    yield local_url
+    app.close()

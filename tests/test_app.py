@@ -18,14 +18,6 @@ SMS = "SMS: spam / ham (400)"
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")
 
 
-@pytest.fixture(scope="module")
-def url():
-    app = build_app().queue()
-    _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    yield local_url
-    app.close()
-
-
 @pytest.fixture
 def client(url):
     """A new browser session: nothing loaded, nothing trained."""

@@ -29,14 +29,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def url():
-    app = build_app().queue()
-    _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    yield local_url
-    app.close()
-
-
 @pytest.fixture
 def page():
     with sync_playwright() as p:

@@ -14,7 +14,6 @@ import pytest
 
 import ptuning.train
 from ptuning import cli
-from tests.hub_server import hub_server  # noqa: F401  (the fixture)
 from tests.test_train import one_thread, sentiment  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
