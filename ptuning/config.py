@@ -31,7 +31,7 @@ class Pooling(str, Enum):
     """What the classification head reads."""
 
     MODEL = "model"  # the backbone's own head and pooling ([CLS] pooler, last token...): PEFT's layout
-    MEAN = "mean"  # mean of the last hidden states over real and prompt tokens, then a linear head
+    MEAN = "mean"  # mean of the last hidden states over the real tokens (prompts left out), then a linear head
     FIRST = "first"  # the first position's last hidden state, then a linear head
     LAST = "last"  # the last real position's last hidden state, then a linear head
 

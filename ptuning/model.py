@@ -236,7 +236,7 @@ def forward_mixed(adapters: Sequence[PromptClassifier], rows: torch.Tensor, batc
     width = max(a.config.num_labels for a in adapters)
     if len(adapters) == 1:
         a = adapters[0]
-        return _own_logits(a, out.hidden_states[-1], mask) if own_pooled else out.logits.float()
+        return _own_logits(a, out.hidden_states[-1], mask, slots) if own_pooled else out.logits.float()
     logits = embeds.new_zeros(ids.shape[0], width, dtype=torch.float32)
     offset = 0
     for i, a in enumerate(adapters):
@@ -245,19 +245,24 @@ def forward_mixed(adapters: Sequence[PromptClassifier], rows: torch.Tensor, batc
         if a.config.pooling == Pooling.MODEL:
             part, offset = out.logits[sel, offset : offset + n].float(), offset + n
         else:
-            part = _own_logits(a, out.hidden_states[-1][sel], mask[sel])
+            part = _own_logits(a, out.hidden_states[-1][sel], mask[sel], slots[sel])
         logits[sel, :n] = part
     return logits
 
 
-def _own_logits(adapter: PromptClassifier, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return adapter.head(pool(hidden.float(), mask, adapter.config.pooling))
+def _own_logits(adapter: PromptClassifier, hidden: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor):
+    return adapter.head(pool(hidden.float(), mask, slots, adapter.config.pooling))
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, how: Pooling) -> torch.Tensor:
-    """``[B, L, H]`` to ``[B, H]``: mean over the attended positions, or the first / last attended one."""
+def pool(hidden: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor, how: Pooling) -> torch.Tensor:
+    """``[B, L, H]`` to ``[B, H]``: the mean over the real tokens, or the first / last attended position.
+
+    The mean leaves the prompt positions out: it is the sentence embedding the backbone was trained to give
+    (all-MiniLM-L6-v2 is a mean-pooling model), which the prompts steer through attention (measured: +1 point
+    on movie polarity over a mean that includes them; BENCHMARKS.md).
+    """
     if how == Pooling.MEAN:
-        m = mask[..., None].to(hidden.dtype)
+        m = (mask * (slots < 0))[..., None].to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
     positions = torch.arange(mask.shape[1], device=mask.device)
     if how == Pooling.FIRST:

@@ -51,12 +51,13 @@ if TYPE_CHECKING:
 # Learning rates when none is given. Prompt vectors live in the embedding space and move far from their init only
 # with steps much larger than a head needs; p-tuning's encoder and deep tables amplify each step, so they take less.
 PROMPT_LR = {Method.PROMPT: 3e-2, Method.P_TUNING: 1e-2, Method.DEEP: 1e-2}
-HEAD_LR = 3e-3
+HEAD_LR = 1e-2
 
 # Automatic epochs: about STEP_BUDGET optimizer steps in all, at least MIN_AUTO_EPOCHS and at most MAX_AUTO_EPOCHS
-# passes. Batches of 32 from 200 examples get 30 epochs (the prompt needs many passes), 5,000 get 15, 50,000 get 2.
-STEP_BUDGET = 2000
-MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 30
+# passes. Batches of 32 from 200 examples get 20 epochs (the prompt needs many passes), 5,000 get 7, 50,000 get 1:
+# a few minutes for a few hundred examples on a laptop CPU; early stopping ends a run that stops improving.
+STEP_BUDGET = 1000
+MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 20
 # Automatic max_length: this percentile of the training examples' lengths (prompt and special tokens included),
 # rounded up to a multiple of 8: a few outliers are truncated instead of setting the cost of every long batch.
 LENGTH_PERCENTILE = 99
@@ -244,7 +245,7 @@ def auto_epochs(n_train: int, batch_size: int, processes: int = 1) -> int:
     """Epochs for about ``STEP_BUDGET`` steps: many passes over small data, one or two over large data.
 
     >>> auto_epochs(180, 32), auto_epochs(4500, 32), auto_epochs(45000, 32)
-    (30, 15, 2)
+    (20, 8, 1)
     """
     steps_per_epoch = math.ceil(n_train / (batch_size * processes))
     return max(MIN_AUTO_EPOCHS, min(MAX_AUTO_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch)))
