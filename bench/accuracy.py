@@ -8,7 +8,7 @@
 
 Every run: a fresh adapter (seed ``--seed``), 20 prompt vectors (the template: ``[P:10] {text} [P:10]``), trained
 by ``ptuning.train.train`` (what ``python -m ptuning train`` runs) with its defaults unless a flag says otherwise
-(lr per method: prompt 3e-2, p-tuning 1e-2, deep 1e-2; head 3e-3; 10% warm-up then linear decay; clipping at 1.0;
+(lr per method: prompt 3e-2, p-tuning 1e-2, deep 1e-2; head 1e-2; 10% warm-up then linear decay; clipping at 1.0;
 batch 32), no early stopping, the test split evaluated after every epoch (it is the validation set, as in
 ``baselines.py``). Texts are cut at 64 tokens, the prompt comes on top. The result file is rewritten after every
 run, and ``--resume`` skips the runs a previous (interrupted) invocation with the same name already finished.
@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--poolings", nargs="+", choices=("mean", "model", "first", "last"), default=list(POOLINGS))
     p.add_argument("--num-virtual-tokens", type=int, default=20, help="for start/middle/end (a template sets its own)")
     p.add_argument("--lr", type=float, default=None, help="prompt lr (default: ptuning's per-method default)")
-    p.add_argument("--head-lr", type=float, default=None, help="head lr (default: ptuning's, 3e-3)")
+    p.add_argument("--head-lr", type=float, default=None, help="head lr (default: ptuning's, 1e-2)")
     p.add_argument("--ours", choices=("train", "local"), default="train",
                    help="train: ptuning.train.train; local: a bare loop over ptuning.model")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="skip runs already in this result file")

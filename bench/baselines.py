@@ -33,6 +33,8 @@ from common import (
 )  # fmt: skip
 from loops import evaluate_hf, hf_features, linear_schedule, train_hf_epoch
 
+from ptuning.train import HEAD_LR
+
 METHODS = ("head-cls", "head-mean", "logreg-mean", "full-ft", "peft-p-tuning", "peft-prompt")
 DEFAULT_EPOCHS = {"full-ft": 3}  # the others: 5
 
@@ -43,7 +45,7 @@ def main() -> None:
     p.add_argument("--lr-full", type=float, default=5e-5)
     p.add_argument("--lr-p-tuning", type=float, default=3e-3)
     p.add_argument("--lr-prompt", type=float, nargs="+", default=[1e-2, 3e-2])
-    p.add_argument("--head-lr", type=float, default=3e-3, help="the frozen-backbone heads (ptuning's head_lr)")
+    p.add_argument("--head-lr", type=float, default=HEAD_LR, help="the frozen-backbone heads (ptuning's head_lr)")
     p.add_argument("--num-virtual-tokens", type=int, default=20)
     p.add_argument("--encoder-hidden-size", type=int, default=128)
     p.add_argument("--warmup-ratio", type=float, default=0.1)

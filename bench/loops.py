@@ -200,8 +200,10 @@ def _train_local(
 
     log = StepLog()
     _record_collate(clf, log)
-    lr = lr or {"prompt": 3e-2, "p-tuning": 1e-2, "deep": 1e-2}[clf.config.method.value]  # ptuning.train's defaults
-    head_lr = head_lr or 3e-3
+    from ptuning.train import HEAD_LR, PROMPT_LR
+
+    lr = lr or PROMPT_LR[clf.config.method]  # ptuning.train's defaults
+    head_lr = head_lr or HEAD_LR
     examples = clf.encode(tr_x, max_length=max_length).examples
     targets = torch.tensor(tr_y, device=clf.device)
     prompt = [p for m in (clf.prompt, clf.deep) if m is not None for p in m.parameters() if p.requires_grad]
