@@ -207,10 +207,3 @@ def _dtype_for(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-def register_backbone(backbone: Backbone) -> Backbone:
-    """Put an already built backbone in the cache (tests build tiny random ones this way)."""
-    with _cache_lock:
-        _cache[(backbone.name, backbone.name, str(backbone.device))] = backbone
-    return backbone
