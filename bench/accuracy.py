@@ -5,6 +5,12 @@
     python bench/accuracy.py --methods p-tuning --placements start --poolings mean model     # a slice
     python bench/accuracy.py --train-size 256 --test-size 256 --epochs 1 --methods prompt --placements start end
                                                                         # smoke test
+    python bench/accuracy.py --methods prompt deep --placements start --poolings mean \
+        --num-virtual-tokens 5 10 20 --seeds 1 2 3                      # prompt length x seeds
+
+Every configuration runs once per seed in ``--seeds`` (default: ``--seed``); with more than one seed the result
+file also holds, per configuration, the mean, the sample standard deviation, the min and the max of the best
+accuracies (``summary``), so configurations can be ranked against the spread between inits.
 
 Every run: a fresh adapter (seed ``--seed``), 20 prompt vectors (the template: ``[P:10] {text} [P:10]``), trained
 by ``ptuning.train.train`` (what ``python -m ptuning train`` runs) with its defaults unless a flag says otherwise
@@ -33,7 +39,9 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--placements", nargs="+", default=list(PLACEMENTS), help="start, middle, end or templates")
     p.add_argument("--poolings", nargs="+", choices=("mean", "model", "first", "last"), default=list(POOLINGS))
-    p.add_argument("--num-virtual-tokens", type=int, default=20, help="for start/middle/end (a template sets its own)")
+    p.add_argument("--num-virtual-tokens", type=int, nargs="+", default=[20],
+                   help="prompt lengths for start/middle/end (a template sets its own)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="one run per seed (default: --seed)")
     p.add_argument("--lr", type=float, default=None, help="prompt lr (default: ptuning's per-method default)")
     p.add_argument("--head-lr", type=float, default=None, help="head lr (default: ptuning's, 1e-2)")
     p.add_argument("--ours", choices=("train", "local"), default="train",
@@ -51,31 +59,56 @@ def main() -> None:
     if args.resume and previous.is_file():
         runs = json.loads(previous.read_text())["results"]["runs"]
         log(f"resuming: {len(runs)} runs done")
-    grid = list(itertools.product(args.methods, args.placements, args.poolings))
-    for i, (method, placement, pooling) in enumerate(grid, 1):
-        key = f"{method} | {placement} | {pooling}"
+    seeds = args.seeds or [args.seed]
+    grid = list(itertools.product(args.methods, args.placements, args.poolings, args.num_virtual_tokens, seeds))
+    for i, (method, placement, pooling, n, seed) in enumerate(grid, 1):
+        key = run_key(method, placement, pooling, n, seed, args)
         if key in runs:
             continue
-        runs[key] = one_run(method, placement, pooling, split, args)
+        runs[key] = one_run(method, placement, pooling, n, seed, split, args)
         r = runs[key]
         log(f"[{i}/{len(grid)}] {key}: best {r['best_accuracy']:.4f} at epoch {r['best_epoch']}, "
             f"{r['mean_epoch_wall_s']:.1f} s/epoch")  # fmt: skip
-        run.write({"data": split.describe(), "runs": runs}, quiet=True)
-    run.write({"data": split.describe(), "runs": runs})
+        run.write({"data": split.describe(), "runs": runs, "summary": summarise(runs)}, quiet=True)
+    run.write({"data": split.describe(), "runs": runs, "summary": summarise(runs)})
     print_table(runs)
 
 
-def one_run(method: str, placement: str, pooling: str, split, args) -> dict:
+def run_key(method: str, placement: str, pooling: str, n: int, seed: int, args) -> str:
+    """``method | placement | pooling``, plus ``| n=..`` and ``| seed=..`` when those are swept."""
+    key = f"{method} | {placement} | {pooling}"
+    if len(args.num_virtual_tokens) > 1 or args.num_virtual_tokens != [20]:
+        key += f" | n={n}"
+    if args.seeds:
+        key += f" | seed={seed}"
+    return key
+
+
+def summarise(runs: dict) -> dict:
+    """Per configuration (the key without its seed): mean, sample sd, min and max of the best accuracies."""
+    by_config: dict[str, list[float]] = {}
+    for key, r in runs.items():
+        config = key.split(" | seed=")[0]
+        by_config.setdefault(config, []).append(r["best_accuracy"])
+    return {config: spread(accs) for config, accs in by_config.items()}
+
+
+def spread(values: list[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return {"runs": n, "mean": round(mean, 4), "sd": round(sd, 4), "min": min(values), "max": max(values)}
+
+
+def one_run(method: str, placement: str, pooling: str, n: int, seed: int, split, args) -> dict:
     from ptuning import PromptClassifier, PromptConfig
 
-    seed_everything(args.seed)
-    config = PromptConfig(
-        labels=LABELS, method=method, placement=placement, pooling=pooling, num_virtual_tokens=args.num_virtual_tokens
-    )
+    seed_everything(seed)
+    config = PromptConfig(labels=LABELS, method=method, placement=placement, pooling=pooling, num_virtual_tokens=n)
     clf = PromptClassifier(config=config, device="cpu")
     log_, summary = train_ours(
         clf, split.train_texts, split.train_labels, split.test_texts, split.test_labels, epochs=args.epochs,
-        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, lr=args.lr, head_lr=args.head_lr,
+        batch_size=args.batch_size, max_length=args.max_length, seed=seed, lr=args.lr, head_lr=args.head_lr,
         impl=args.ours,
     )  # fmt: skip
     spe = summary["steps_per_epoch"]
@@ -95,6 +128,7 @@ def one_run(method: str, placement: str, pooling: str, split, args) -> dict:
         "padding_fraction": round(1 - sum(log_.real_tokens) / positions, 4),
         "trainable_parameters": clf.num_trainable_parameters(),
         "num_virtual_tokens": clf.config.num_virtual_tokens,
+        "seed": seed,
         "lr": summary["lr"],
         "head_lr": summary["head_lr"],
         "impl": summary["impl"],
