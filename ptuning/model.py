@@ -207,8 +207,10 @@ def forward_mixed(adapters: Sequence[PromptClassifier], rows: torch.Tensor, batc
     ids, slots, mask = batch["input_ids"], batch["prompt_slots"], batch["attention_mask"]
     words = backbone.model.get_input_embeddings()(ids)
     prompts = _stack_padded([a.prompt_vectors() for a in adapters])  # [A, n, H]
-    vectors = prompts[rows[:, None], slots.clamp(min=0)]
-    embeds = torch.where((slots >= 0)[..., None], vectors.to(words.dtype), words)
+    embeds = words
+    if prompts.shape[1]:  # else no adapter has a prompt vector: heads on the frozen backbone alone
+        vectors = prompts[rows[:, None], slots.clamp(min=0)]
+        embeds = torch.where((slots >= 0)[..., None], vectors.to(words.dtype), words)
 
     kwargs = {"inputs_embeds": embeds, "attention_mask": mask}
     if backbone.uses_token_types and batch.get("token_type_ids") is not None:

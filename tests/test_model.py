@@ -61,6 +61,26 @@ def test_head_can_be_frozen(tiny):
     assert {n.split(".")[0] for n, p in clf.named_parameters() if p.requires_grad} == {"prompt"}
 
 
+@pytest.mark.parametrize("pooling", ["mean", "model"])
+def test_an_adapter_without_prompt_vectors_is_a_head_on_the_frozen_backbone(tiny, pooling):
+    clf = make(tiny("bert"), num_virtual_tokens=0, pooling=pooling)
+    bb = clf.backbone
+    enc = bb.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        if pooling == "model":
+            expected = bb.with_head(clf.head)(**enc).logits
+        else:
+            hidden = bb.model(**enc, output_hidden_states=True).hidden_states[-1]
+            m = enc["attention_mask"][..., None].float()
+            expected = clf.head((hidden * m).sum(1) / m.sum(1))
+    assert torch.allclose(logits_of(clf, TEXTS), expected, atol=1e-5)
+    with_prompt = make(tiny("bert"), seed=1)
+    mixed = predict_mixed([clf, with_prompt], TEXTS * 2, [0, 1, 0, 1, 0, 1])
+    alone = clf.predict(TEXTS * 2)
+    for i in (0, 2, 4):
+        assert mixed[i]["scores"] == pytest.approx(alone[i]["scores"], abs=1e-5)
+
+
 @pytest.mark.parametrize("method", ["prompt", "p-tuning", "deep"])
 def test_gradients_reach_prompts_and_head_but_not_the_backbone(tiny, family, method):
     clf = make(tiny(family), method=method, placement="middle")

@@ -152,6 +152,15 @@ def test_every_method_trains_its_own_parameters(tiny, method):
     assert any(k.startswith("head.") for k in changed)
 
 
+def test_an_adapter_without_prompt_vectors_trains_its_head_and_reloads(tiny, tmp_path):
+    # num_virtual_tokens=0 is the linear-probe baseline: only the head learns, and the adapter is still a file.
+    result = train(sentiment(32), config=adapter(tiny, num_virtual_tokens=0), args=fast(epochs=1), out_dir=tmp_path)
+    assert result.model.prompt_vectors().shape[0] == 0
+    reloaded = PromptClassifier.from_pretrained(tmp_path)
+    texts = ["good movie", "a dull plot"]
+    assert [r["scores"] for r in reloaded.predict(texts)] == [r["scores"] for r in result.model.predict(texts)]
+
+
 def test_decoder_backbones_train(tiny):
     result = train(sentiment(32), config=adapter(tiny, "gpt2", pooling="last"), args=fast(epochs=1))
     assert result.state.step == result.state.total_steps
