@@ -9,11 +9,15 @@
    - ``bare``: AutoModelForSequenceClassification + its tokenizer under ``torch.inference_mode()`` (no prompt);
    - ``ours-default``: ``PromptClassifier.predict`` with the default adapter (20 prompt vectors at the start,
      mean pooling); ``ours-p-tuning``: p-tuning, 20 vectors at the start, the backbone's [CLS] head (PEFT's layout);
-   - ``pipeline``: ``transformers.pipeline("text-classification", model=..., tokenizer=...)`` on the same model.
+   - ``pipeline``: ``transformers.pipeline("text-classification", model=..., tokenizer=...)`` on the same model;
+   - ``ours-prompt-nK`` / ``ours-deep-nK``: the default adapter (mean pooling, at the start) with K prompt vectors,
+     for every K in ``--prompt-lengths`` and method in ``--length-methods``: what each prompt length costs
+     (``ours-prompt-n0``, no prompt at all, is ptuning's own overhead over the bare model).
 2. Batched throughput over ``--batch-texts`` texts, batch 32: the same systems, plus the bare model with its
    batches sorted by length as ``predict`` sorts them (the prompt's overhead is measured against that one).
 3. Mixed adapters: k=8 adapters of different methods and placements on one backbone; one ``predict_mixed`` call
-   over N texts (text i to adapter i mod 8) versus 8 ``predict`` calls, each over its own share.
+   over N texts (text i to adapter i mod 8) versus 8 ``predict`` calls, each over its own share; and, as the
+   ceiling no mixing scheme can beat, one adapter's single ``predict`` call over the same N texts.
 Adapters are untrained (speed does not depend on the weights). Texts are cut at 64 tokens on the bare/pipeline
 side; ``predict`` cuts only at the backbone's limit (no test sentence is longer than 64 tokens, so both see the same).
 """
@@ -45,6 +49,8 @@ def main() -> None:
     p.add_argument("--batch-texts", type=int, default=None, help="texts for the batched runs (default: the test split)")
     p.add_argument("--mixed-sizes", type=int, nargs="+", default=[8, 64, 256, 1024], help="N texts per mixed run")
     p.add_argument("--repeats", type=int, default=3, help="alternating repeats of each batched/mixed measurement")
+    p.add_argument("--prompt-lengths", type=int, nargs="*", default=[0, 5, 10], help="extra adapters, K vectors each")
+    p.add_argument("--length-methods", nargs="*", default=["prompt", "deep"], choices=("prompt", "p-tuning", "deep"))
     args = p.parse_args()
     setup(args)
     name = result_name("inference", args, ("latency_texts", "batch_texts", "repeats"), {"latency_texts": 200, "repeats": 3})
@@ -59,11 +65,10 @@ def main() -> None:
         "mixed": mixed(texts, args),
     }
     lat, bat = results["latency"], results["batched"]
+    ours = [k for k in systems if k.startswith("ours-")]
     results["prompt_overhead_percent"] = {
-        "latency_median": {k: pct(lat[k]["median_ms"], lat["bare"]["median_ms"]) for k in ("ours-default", "ours-p-tuning")},
-        "batched_vs_bare_sorted": {
-            k: pct(bat["bare-sorted"]["examples_per_s"], bat[k]["examples_per_s"]) for k in ("ours-default", "ours-p-tuning")
-        },
+        "latency_median": {k: pct(lat[k]["median_ms"], lat["bare"]["median_ms"]) for k in ours},
+        "batched_vs_bare_sorted": {k: pct(bat["bare-sorted"]["examples_per_s"], bat[k]["examples_per_s"]) for k in ours},
         "note": "time per text relative to the bare model without a prompt (latency: median; batched: 1/throughput)",
     }
     run.write(results)
@@ -73,9 +78,10 @@ def main() -> None:
     print("batch 32 (texts/s):")
     for k, v in bat.items():
         print(f"  {k:<18} {v['examples_per_s']:>8.1f}")
-    print("mixed, 8 adapters:  N   one call (s)  8 calls (s)  speedup")
+    print("mixed, 8 adapters:  N   one call (s)  8 calls (s)  speedup  one adapter, one call (s)  ceiling")
     for r in results["mixed"]["runs"]:
-        print(f"  {r['texts']:>17} {r['mixed_s']:>12.3f} {r['separate_s']:>12.3f} {r['speedup']:>8.2f}")
+        print(f"  {r['texts']:>17} {r['mixed_s']:>12.3f} {r['separate_s']:>12.3f} {r['speedup']:>8.2f} "
+              f"{r['single_adapter_s']:>26.3f} {r['speedup_ceiling']:>8.2f}")  # fmt: skip
     print(f"prompt overhead %: {results['prompt_overhead_percent']}")
 
 
@@ -96,6 +102,12 @@ def build_systems(args) -> dict:
     ours = PromptClassifier(labels=LABELS, device="cpu").eval()
     ours_pt = PromptClassifier(labels=LABELS, method="p-tuning", pooling="model", device="cpu").eval()
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cpu")
+    lengths = {
+        f"ours-{m}-n{k}": PromptClassifier(labels=LABELS, method=m, num_virtual_tokens=k, device="cpu").eval()
+        for m in args.length_methods
+        for k in args.prompt_lengths
+        if k > 0 or m == "prompt"  # no prompt at all is one system, whatever the method
+    }
     cut = {"truncation": True, "max_length": args.max_length}
 
     @torch.inference_mode()
@@ -117,11 +129,15 @@ def build_systems(args) -> dict:
                 out[i] = r
         return out
 
+    def predictors(clf) -> tuple:
+        return (lambda t: clf.predict([t]), lambda b: clf.predict(b, batch_size=args.batch_size))
+
     return {
         "bare": (lambda t: bare([t]), lambda b: bare_batches(b, sort=False)),
         "bare-sorted": (None, lambda b: bare_batches(b, sort=True)),
-        "ours-default": (lambda t: ours.predict([t]), lambda b: ours.predict(b, batch_size=args.batch_size)),
-        "ours-p-tuning": (lambda t: ours_pt.predict([t]), lambda b: ours_pt.predict(b, batch_size=args.batch_size)),
+        "ours-default": predictors(ours),
+        "ours-p-tuning": predictors(ours_pt),
+        **{name: predictors(clf) for name, clf in lengths.items()},
         "pipeline": (lambda t: pipe(t, **cut), lambda b: pipe(b, batch_size=args.batch_size, **cut)),
     }
 
@@ -177,7 +193,7 @@ def mixed(texts: list[str], args) -> dict:
         rows = [i % k for i in range(n)]
         shares = [[t for t, r in zip(batch, rows) if r == a] for a in range(k)]
         predict_mixed(adapters, batch[:16], rows[:16])  # warm-up
-        one, sep = [], []
+        one, sep, single = [], [], []
         for _ in range(args.repeats):
             with Clock() as c:
                 together = predict_mixed(adapters, batch, rows, batch_size=args.batch_size)
@@ -185,6 +201,9 @@ def mixed(texts: list[str], args) -> dict:
             with Clock() as c:
                 apart = [a.predict(s, batch_size=args.batch_size) if s else [] for a, s in zip(adapters, shares)]
             sep.append(c.wall)
+            with Clock() as c:
+                adapters[0].predict(batch, batch_size=args.batch_size)
+            single.append(c.wall)
         # the same predictions either way (a check, not a timing)
         seen = [0] * k
         diff = 0.0
@@ -195,9 +214,14 @@ def mixed(texts: list[str], args) -> dict:
         runs.append({
             "texts": n, "mixed_s": round(median(one), 4), "separate_s": round(median(sep), 4),
             "speedup": round(median(sep) / median(one), 2), "max_abs_score_difference": diff,
+            "single_adapter_s": round(median(single), 4), "speedup_ceiling": round(median(sep) / median(single), 2),
         })  # fmt: skip
         log(f"mixed N={n}: one call {median(one):.3f} s, {k} calls {median(sep):.3f} s")
-    return {"adapters": [{"method": m, "placement": pl, "pooling": po} for m, pl, po in MIXED], "runs": runs}
+    return {
+        "adapters": [{"method": m, "placement": pl, "pooling": po} for m, pl, po in MIXED],
+        "runs": runs,
+        "note": "single_adapter_s: adapters[0] alone over all N texts in one call; speedup_ceiling = separate_s / that",
+    }
 
 
 if __name__ == "__main__":
