@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parent
 FULL = {
     "memory": ["memory.py"],
     "inference": ["inference.py"],
+    "profile-predict": ["profile_predict.py"],
     "speed": ["speed.py", "--epoch", "--rounds", "2"],
     "baselines": ["baselines.py"],
     "baselines-2000": ["baselines.py", "--train-size", "2000"],
@@ -33,6 +34,7 @@ SMOKE = {
     "memory": ["memory.py", "--train-steps", "3", "--predict-texts", "64"],
     "inference": ["inference.py", "--latency-texts", "20", "--batch-texts", "128", "--mixed-sizes", "8", "64",
                   "--repeats", "1"],  # fmt: skip
+    "profile-predict": ["profile_predict.py", "--texts", "10", "--lengths", "0", "20"],
     "speed": ["speed.py", "--train-size", "256", "--steps", "8", "--skip", "1", "--rounds", "1"],
     "baselines": ["baselines.py", "--train-size", "256", "--test-size", "256", "--epochs", "1"],
     "accuracy": ["accuracy.py", "--train-size", "128", "--test-size", "128", "--epochs", "1"],

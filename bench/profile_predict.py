@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Where single-text prediction time goes: torch.profiler over the bare model and PromptClassifier.predict.
+
+    python bench/profile_predict.py                         # 100 test sentences per system (about 1 min)
+    python bench/profile_predict.py --texts 10 --lengths 0 20   # smoke test
+
+For each system (the bare ``AutoModelForSequenceClassification`` + tokenizer, and ptuning's default adapter with
+each prompt length in ``--lengths``), one call per text, the same sentences: wall time per text, and the profiler's
+self-CPU time per text split into matrix products (``aten::addmm``, ``mm``, ``bmm``, ``matmul``), attention
+(``scaled_dot_product_attention`` and its kernels), other tensor ops, and the rest (Python, the tokenizer,
+dispatch: wall minus profiled op time). Also positions per text (text + prompt) and the fit of wall time against
+positions: a fixed cost per call plus a cost per position, so the prompt's share of the time can be read off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from common import LABELS, Run, backbone_path, data_args, hf_classifier, log, movie_split, result_name, setup
+
+MATMUL = ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm")
+ATTENTION = ("scaled_dot_product", "flash_attention", "_efficient_attention")
+
+
+def main() -> None:
+    p = data_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), with_epochs=False)
+    p.add_argument("--texts", type=int, default=100, help="test sentences, one call each")
+    p.add_argument("--lengths", type=int, nargs="+", default=[0, 5, 10, 20], help="prompt lengths of our adapters")
+    args = p.parse_args()
+    setup(args)
+    run = Run(result_name("profile-predict", args, ("texts",), {"texts": 100}), args)
+    texts = movie_split(None, args.test_size).test_texts[: args.texts]
+
+    from transformers import AutoTokenizer
+
+    from ptuning import PromptClassifier
+
+    tok = AutoTokenizer.from_pretrained(backbone_path())
+    model = hf_classifier(2, args.seed).eval()
+
+    @torch.inference_mode()
+    def bare(text: str):
+        return model(**tok([text], truncation=True, max_length=args.max_length, return_tensors="pt")).logits
+
+    real = sum(len(ids) for ids in tok(texts, truncation=True, max_length=args.max_length)["input_ids"]) / len(texts)
+    systems = {"bare": (bare, real)}
+    for n in args.lengths:
+        clf = PromptClassifier(labels=LABELS, num_virtual_tokens=n, device="cpu").eval()
+        systems[f"ours-prompt-n{n}"] = (lambda t, c=clf: c.predict([t]), real + n)
+
+    results = {name: profile_system(f, texts, positions) for name, (f, positions) in systems.items()}
+    ours = [r for k, r in results.items() if k.startswith("ours-")]
+    fixed, per_position = fit([r["positions_per_text"] for r in ours], [r["wall_ms_per_text"] for r in ours])
+    summary = {
+        "fit_ours_wall_ms": {"fixed_per_call": round(fixed, 3), "per_position": round(per_position, 4)},
+        "note": "least squares over our adapters: wall ms per text = fixed + per_position x positions",
+    }
+    run.write({"texts": len(texts), "systems": results, "summary": summary})
+    print(f"\n{'system':<18} {'positions':>9} {'wall ms':>8} {'matmul':>7} {'attn':>6} {'other ops':>9} {'rest':>6}")
+    for name, r in results.items():
+        s = r["self_cpu_ms_per_text"]
+        print(f"{name:<18} {r['positions_per_text']:>9.1f} {r['wall_ms_per_text']:>8.2f} {s['matmul']:>7.2f} "
+              f"{s['attention']:>6.2f} {s['other_ops']:>9.2f} {s['python_and_rest']:>6.2f}")  # fmt: skip
+    print(f"ours: {fixed:.2f} ms per call + {per_position:.3f} ms per position")
+
+
+def profile_system(predict, texts: list[str], positions: float) -> dict:
+    for t in texts[:5]:  # warm-up
+        predict(t)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for t in texts:
+            predict(t)
+        wall = time.perf_counter() - start
+    buckets: dict[str, float] = defaultdict(float)
+    top = []
+    for e in prof.key_averages():
+        us = e.self_cpu_time_total
+        if e.key.startswith(MATMUL):
+            buckets["matmul"] += us
+        elif any(a in e.key for a in ATTENTION):
+            buckets["attention"] += us
+        elif e.key.startswith("aten::") or e.key.startswith("prim::"):
+            buckets["other_ops"] += us
+        else:
+            continue
+        top.append((us, e.key, e.count))
+    n = len(texts)
+    per_text = {k: round(v / 1e3 / n, 3) for k, v in buckets.items()}
+    profiled = sum(buckets.values()) / 1e3
+    per_text["python_and_rest"] = round((1e3 * wall - profiled) / n, 3)
+    # The profiler adds its own cost per op: the wall time here is above an unprofiled run's (inference.py).
+    log(f"{n} texts, {positions:.1f} positions: {1e3 * wall / n:.2f} ms per text (profiled)")
+    return {
+        "positions_per_text": round(positions, 2),
+        "wall_ms_per_text": round(1e3 * wall / n, 3),
+        "self_cpu_ms_per_text": {k: per_text.get(k, 0.0) for k in ("matmul", "attention", "other_ops", "python_and_rest")},
+        "top_ops": [
+            {"op": key, "self_cpu_ms_per_text": round(us / 1e3 / n, 3), "calls_per_text": round(c / n, 1)}
+            for us, key, c in sorted(top, reverse=True)[:12]
+        ],
+    }
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares line y = a + b x."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+if __name__ == "__main__":
+    main()
