@@ -17,6 +17,7 @@ except ImportError:
     spaces = None
 
 import copy
+import dataclasses
 import html
 import queue
 import shutil
@@ -32,7 +33,7 @@ import torch
 
 from ptuning import EMBEDDED_ID, PromptClassifier, PtuningError
 from ptuning.backbones import default_device
-from ptuning.config import EncoderType, Method, Pooling, config_help
+from ptuning.config import EncoderType, Method, Pooling, PromptConfig, config_help
 from ptuning.data import build_dataset, check_trainable, detect_columns, label_distribution, parse_pasted, read_table
 from ptuning.adapter_files import unpack_adapter_zip
 from ptuning.train import Callback, TrainingArguments, train, training_help
@@ -45,6 +46,9 @@ EXAMPLES = {  # examples/README.md tells where each comes from
 }
 TABLE_TYPES = [".csv", ".tsv", ".tab", ".txt", ".json", ".jsonl", ".ndjson", ".xlsx", ".xls", ".parquet"]
 PLACEMENTS = ["start", "middle", "end", "[P:4] {text} [P:4]"]
+# The widgets start at the library's own defaults (read-only: the dataclasses' field defaults)
+PROMPT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PromptConfig)}
+TRAINING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
 TRAIN_CONCURRENCY = int(os.environ.get("PTUNING_TRAIN_CONCURRENCY", "1"))  # trainings at once on this device
 PREDICT_CONCURRENCY = int(os.environ.get("PTUNING_PREDICT_CONCURRENCY", "4"))
@@ -526,33 +530,36 @@ def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=2):
                         base_model = gr.Textbox(EMBEDDED_ID, label="Base model", info=config_help("base_model"))
-                        method = gr.Radio([m.value for m in Method], value=Method.PROMPT.value, label="Method",
-                                          info=config_help("method"))
+                        method = gr.Radio([m.value for m in Method], value=PROMPT_DEFAULTS["method"].value,
+                                          label="Method", info=config_help("method"))
                         with gr.Row():
-                            prompt_length = gr.Number(20, label="Prompt length", precision=0, minimum=1,
-                                                      info=config_help("num_virtual_tokens"))
-                            placement = gr.Dropdown(PLACEMENTS, value="start", allow_custom_value=True,
-                                                    label="Placement", info=config_help("placement"))
+                            prompt_length = gr.Number(PROMPT_DEFAULTS["num_virtual_tokens"], label="Prompt length",
+                                                      precision=0, minimum=1, info=config_help("num_virtual_tokens"))
+                            placement = gr.Dropdown(PLACEMENTS, value=PROMPT_DEFAULTS["placement"],
+                                                    allow_custom_value=True, label="Placement",
+                                                    info=config_help("placement"))
                         with gr.Row():
                             epochs = gr.Number(0, label="Epochs (0 = automatic)", precision=0, minimum=0,
                                                info=training_help("epochs"))
                             learning_rate = gr.Textbox("", label="Learning rate", placeholder="automatic",
                                                        info=training_help("lr"))
                         with gr.Row():
-                            batch_size = gr.Number(32, label="Batch size", precision=0, minimum=1,
-                                                   info=training_help("batch_size"))
-                            seed = gr.Number(42, label="Seed", precision=0, info=training_help("seed"))
-                        validation_split = gr.Slider(0, 0.5, value=0.1, step=0.05, label="Validation split",
-                                                     info=training_help("val_split"))
+                            batch_size = gr.Number(TRAINING_DEFAULTS["batch_size"], label="Batch size", precision=0,
+                                                   minimum=1, info=training_help("batch_size"))
+                            seed = gr.Number(TRAINING_DEFAULTS["seed"], label="Seed", precision=0,
+                                             info=training_help("seed"))
+                        validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05,
+                                                     label="Validation split", info=training_help("val_split"))
                         with gr.Accordion("More settings", open=False):
-                            pooling = gr.Radio([p.value for p in Pooling], value=Pooling.MEAN.value, label="Pooling",
-                                               info=config_help("pooling"))
-                            encoder_type = gr.Radio([e.value for e in EncoderType], value=EncoderType.MLP.value,
+                            pooling = gr.Radio([p.value for p in Pooling], value=PROMPT_DEFAULTS["pooling"].value,
+                                               label="Pooling", info=config_help("pooling"))
+                            encoder_type = gr.Radio([e.value for e in EncoderType],
+                                                    value=PROMPT_DEFAULTS["encoder_type"].value,
                                                     label="P-tuning encoder", info=config_help("encoder_type"))
                             init_text = gr.Textbox(label="Initialise the prompt from a text (optional)",
                                                    info=config_help("init_text"))
-                            patience = gr.Number(5, label="Early-stopping patience", precision=0, minimum=0,
-                                                 info=training_help("patience"))
+                            patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience",
+                                                 precision=0, minimum=0, info=training_help("patience"))
                         with gr.Row():
                             train_button = gr.Button("Train", variant="primary")
                             stop_button = gr.Button("Stop", variant="stop", interactive=False)

@@ -173,3 +173,17 @@ def test_push_then_load_from_the_hub_never_shows_the_token(hub_server, tiny):
         assert fresh.predict("see you soon", api_name="/classify")["label"] in ("ham", "spam")
     finally:
         app.close()
+
+
+def test_train_settings_start_at_the_library_defaults(client):
+    from ptuning.config import PromptConfig
+    from ptuning.train import TrainingArguments
+
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/train"]["parameters"]
+    shown = {p["parameter_name"]: p["parameter_default"] for p in params}
+    config, args = PromptConfig(labels=["a", "b"]), TrainingArguments()
+    assert shown["method"] == config.method.value and shown["pooling"] == config.pooling.value
+    assert shown["prompt_length"] == config.num_virtual_tokens and shown["placement"] == config.placement
+    assert shown["encoder_type"] == config.encoder_type.value
+    assert (shown["batch_size"], shown["seed"], shown["patience"]) == (args.batch_size, args.seed, args.patience)
+    assert shown["validation_split"] == args.val_split
