@@ -284,6 +284,7 @@ class Run:
         self.name = name
         self.args = vars(args) if args is not None else {}
         self.command = command_line()
+        self.commit = _git_commit()  # the code that runs: the tree may change while a long run goes on
         self.load_start = _loadavg()
         self.clock = Clock().__enter__()
 
@@ -294,7 +295,7 @@ class Run:
             "name": self.name,
             "command": self.command,
             "settings": self.args,
-            "machine": machine_info(),
+            "machine": {**machine_info(), "git_commit": self.commit},
             "load_average": {"start": self.load_start, "end": _loadavg()},
             "total_wall_s": round(self.clock.wall, 2),
             "total_cpu_s": round(self.clock.cpu, 2),
