@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--peft-compatible",
         action="store_true",
-        help="An adapter PEFT can load too: placement start, pooling model, method prompt or p-tuning.",
+        help="An adapter PEFT can load too: placement start, pooling model, method prompt (or --method p-tuning).",
     )
     g.add_argument(
         "--init-adapter", metavar="ADAPTER", help="Continue training a saved adapter (directory or Hub repo id)."
@@ -298,6 +298,7 @@ def _prompt_options(a: argparse.Namespace) -> dict:
             raise ConfigError("--peft-compatible puts the prompt at the start: drop --placement or use start")
         if options.get("pooling", Pooling.MODEL.value) != Pooling.MODEL.value:
             raise ConfigError("--peft-compatible uses the backbone's own head: drop --pooling or use model")
+        options.setdefault("method", Method.PROMPT.value)  # the default, deep, has no PEFT equivalent
         options.update(placement="start", pooling=Pooling.MODEL.value)
     return options
 

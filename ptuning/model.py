@@ -222,11 +222,12 @@ def forward_mixed(adapters: Sequence[PromptClassifier], rows: torch.Tensor, batc
     view = backbone.with_head(_stacked_head([a.head for a in model_pooled])) if model_pooled else backbone.model
     own_pooled = len(model_pooled) < len(adapters)
 
-    deep = [a for a in adapters if a.deep is not None]
+    has_deep = [a.deep is not None and a.placement.num_prompt > 0 for a in adapters]  # no vectors: nothing to set
     token = None
-    if deep:
-        tables = _stack_padded([a.deep() if a.deep is not None else None for a in adapters], like=deep[0].deep())
-        is_deep = torch.tensor([a.deep is not None for a in adapters], device=slots.device)
+    if any(has_deep):
+        like = next(a.deep() for a, d in zip(adapters, has_deep) if d)
+        tables = _stack_padded([a.deep() if d else None for a, d in zip(adapters, has_deep)], like=like)
+        is_deep = torch.tensor(has_deep, device=slots.device)
         token = deep_prompts.set((tables, rows, torch.where(is_deep[rows][:, None], slots, -1)))
     try:
         with _autocast(backbone.device):

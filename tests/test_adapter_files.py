@@ -48,7 +48,7 @@ def test_p_tuning_without_its_encoder_file_still_predicts(tiny, tmp_path):
 
 
 def test_adapter_files_follow_peft_names(tiny, tmp_path):
-    make(tiny("roberta"), pooling="model").save_pretrained(tmp_path)
+    make(tiny("roberta"), method="prompt", pooling="model").save_pretrained(tmp_path)
     tensors = load_file(tmp_path / ADAPTER_WEIGHTS)
     assert set(tensors) == {
         "prompt_embeddings",
@@ -63,14 +63,14 @@ def test_adapter_files_follow_peft_names(tiny, tmp_path):
 
 
 def test_adapter_peft_cannot_express_says_so(tiny, tmp_path):
-    make(tiny("bert"), placement="middle").save_pretrained(tmp_path)
+    make(tiny("bert"), method="prompt", placement="middle").save_pretrained(tmp_path)
     assert "places them 'middle'" in json.loads((tmp_path / ADAPTER_CONFIG).read_text())["ptuning"]["reason"]
     ours = json.loads((tmp_path / PTUNING_CONFIG).read_text())
     assert ours["peft_compatible"] is False and ours["config"]["placement"] == "middle"
 
 
 def test_default_minilm_adapter_needs_under_100_kb_to_predict(tmp_path):
-    PromptClassifier(labels=["negative", "positive"], num_virtual_tokens=20).save_pretrained(tmp_path)
+    PromptClassifier(labels=["negative", "positive"]).save_pretrained(tmp_path)
     needed = sum((tmp_path / f).stat().st_size for f in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG))
     assert needed < 100_000
 

@@ -35,7 +35,7 @@ def test_padding_does_not_change_an_example_logits(tiny, family, placement, pool
 
 
 def test_word_embeddings_are_looked_up_once_and_the_model_adds_positions(tiny):
-    clf = make(tiny("bert"), pooling="model", placement="start")
+    clf = make(tiny("bert"), method="prompt", pooling="model", placement="start")
     bb = clf.backbone
     ids = bb.tokenizer(["good film"], return_tensors="pt")
     words = bb.model.get_input_embeddings()(ids["input_ids"])
@@ -57,13 +57,14 @@ def test_only_prompt_and_head_are_trainable_and_backbone_stays_frozen(tiny):
 
 
 def test_head_can_be_frozen(tiny):
-    clf = make(tiny("bert"), train_head=False)
+    clf = make(tiny("bert"), method="prompt", train_head=False)
     assert {n.split(".")[0] for n, p in clf.named_parameters() if p.requires_grad} == {"prompt"}
 
 
+@pytest.mark.parametrize("method", ["prompt", "deep"])
 @pytest.mark.parametrize("pooling", ["mean", "model"])
-def test_an_adapter_without_prompt_vectors_is_a_head_on_the_frozen_backbone(tiny, pooling):
-    clf = make(tiny("bert"), num_virtual_tokens=0, pooling=pooling)
+def test_an_adapter_without_prompt_vectors_is_a_head_on_the_frozen_backbone(tiny, pooling, method):
+    clf = make(tiny("bert"), num_virtual_tokens=0, pooling=pooling, method=method)
     bb = clf.backbone
     enc = bb.tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
