@@ -9,12 +9,16 @@ standard library: no psutil needed), so nothing else the benchmark did inflates 
 - ``import``: Python + torch + transformers + ptuning imported, nothing loaded (the floor of every other job;
   training jobs also import scikit-learn to split the data);
 - ``serve-bare``: AutoModelForSequenceClassification + tokenizer loaded, ``--predict-texts`` texts classified;
-- ``serve-ours`` / ``serve-ours-p-tuning``: an adapter loaded with ``PromptClassifier.from_pretrained`` (the backbone
+- ``serve-ours-default`` / ``serve-ours`` / ``serve-ours-p-tuning``: an adapter (ptuning's default: 5 deep vectors;
+  ``prompt``, 20 vectors; ``p-tuning``, 20 vectors) loaded with ``PromptClassifier.from_pretrained`` (the backbone
   with it), the same texts classified with ``predict``;
-- ``train-ours`` / ``train-ours-p-tuning``: ``ptuning.train.train`` for ``--train-steps`` steps (batch 32);
-- ``train-peft``: PEFT P_TUNING, a plain torch loop for the same steps; ``train-full-ft``: full fine-tuning, same.
-Adapters: the default config (all-MiniLM-L6-v2, 20 prompt vectors, 2 labels) for each method, the files each
-holds, what prediction reads versus what only resuming training needs, and PEFT's own P_TUNING adapter to compare.
+- ``train-ours-default`` / ``train-ours`` / ``train-ours-p-tuning``: ``ptuning.train.train`` for ``--train-steps``
+  steps (batch 32), same adapters;
+- ``train-peft``: PEFT P_TUNING (20 vectors), a plain torch loop for the same steps; ``train-full-ft``: full
+  fine-tuning, same.
+Adapters (all-MiniLM-L6-v2, 2 labels): the default config, and each method with 20 prompt vectors (PEFT's usual
+length), the files each holds, what prediction reads versus what only resuming training needs, and PEFT's own
+P_TUNING adapter to compare.
 """
 
 from __future__ import annotations
@@ -34,8 +38,17 @@ from common import (
     LABELS, Run, backbone_path, data_args, hf_classifier, log, movie_split, peak_rss_mb, read_movie_polarity, result_name, setup,
 )  # fmt: skip
 
-JOBS = ("import", "serve-bare", "serve-ours", "serve-ours-p-tuning", "train-ours", "train-ours-p-tuning",
-        "train-peft", "train-full-ft")  # fmt: skip
+JOBS = ("import", "serve-bare", "serve-ours-default", "serve-ours", "serve-ours-p-tuning", "train-ours-default",
+        "train-ours", "train-ours-p-tuning", "train-peft", "train-full-ft")  # fmt: skip
+METHOD_LENGTH = 20  # the method-named adapters: PEFT's usual length, as in its examples
+
+
+def adapter_options(job_or_name: str) -> dict:
+    """The adapter a job or an adapter name stands for: the default, or a method with ``METHOD_LENGTH`` vectors."""
+    if job_or_name.endswith("default"):
+        return {}
+    method = "p-tuning" if job_or_name.endswith("p-tuning") else "deep" if job_or_name.endswith("deep") else "prompt"
+    return {"method": method, "num_virtual_tokens": METHOD_LENGTH}
 
 
 def main() -> None:
@@ -75,7 +88,8 @@ def spawn(job: str, args, adapters: dict) -> dict:
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if job.startswith("serve-ours"):
-        cmd += ["--adapter", str(adapters["p-tuning" if job.endswith("p-tuning") else "prompt"])]
+        name = "default" if job.endswith("default") else "p-tuning" if job.endswith("p-tuning") else "prompt"
+        cmd += ["--adapter", str(adapters[name])]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if out.returncode != 0:
         raise SystemExit(f"{job} failed:\n{out.stderr[-3000:]}")
@@ -116,8 +130,7 @@ def child(args) -> None:
         from loops import train_ours
         from ptuning import PromptClassifier
 
-        method = "p-tuning" if job.endswith("p-tuning") else "prompt"
-        clf = PromptClassifier(labels=LABELS, method=method, device="cpu")
+        clf = PromptClassifier(labels=LABELS, **adapter_options(job), device="cpu")
         _, summary = train_ours(
             clf, split.train_texts, split.train_labels, split.test_texts[:64], split.test_labels[:64], epochs=1,
             batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, max_steps=args.train_steps,
@@ -154,10 +167,10 @@ def save_adapters(root: Path, args) -> dict[str, Path]:
 
     torch.manual_seed(args.seed)
     out = {}
-    for method in ("prompt", "p-tuning", "deep"):
-        clf = PromptClassifier(labels=LABELS, method=method, device="cpu")
-        out[method] = clf.save_pretrained(root / method)
-    clf = PromptClassifier(labels=LABELS, method="p-tuning", pooling="model", device="cpu")
+    for name in ("default", "prompt", "p-tuning", "deep"):
+        clf = PromptClassifier(labels=LABELS, **adapter_options(name), device="cpu")
+        out[name] = clf.save_pretrained(root / name)
+    clf = PromptClassifier(labels=LABELS, **adapter_options("p-tuning"), pooling="model", device="cpu")
     out["p-tuning-model-head"] = clf.save_pretrained(root / "p-tuning-model-head")
     return out
 
