@@ -7,8 +7,8 @@
 1. Single-text latency (median, p95) over ``--latency-texts`` test sentences, one call per text, the systems
    interleaved text by text so that machine load hits them alike:
    - ``bare``: AutoModelForSequenceClassification + its tokenizer under ``torch.inference_mode()`` (no prompt);
-   - ``ours-default``: ``PromptClassifier.predict`` with the default adapter (20 prompt vectors at the start,
-     mean pooling); ``ours-p-tuning``: p-tuning, 20 vectors at the start, the backbone's [CLS] head (PEFT's layout);
+   - ``ours-default``: ``PromptClassifier.predict`` with the default adapter (5 deep vectors at the start, mean
+     pooling); ``ours-p-tuning``: p-tuning, 20 vectors at the start, the backbone's [CLS] head (PEFT's layout);
    - ``pipeline``: ``transformers.pipeline("text-classification", model=..., tokenizer=...)`` on the same model;
    - ``ours-prompt-nK`` / ``ours-deep-nK``: the default adapter (mean pooling, at the start) with K prompt vectors,
      for every K in ``--prompt-lengths`` and method in ``--length-methods``: what each prompt length costs
@@ -49,7 +49,7 @@ def main() -> None:
     p.add_argument("--batch-texts", type=int, default=None, help="texts for the batched runs (default: the test split)")
     p.add_argument("--mixed-sizes", type=int, nargs="+", default=[8, 64, 256, 1024], help="N texts per mixed run")
     p.add_argument("--repeats", type=int, default=3, help="alternating repeats of each batched/mixed measurement")
-    p.add_argument("--prompt-lengths", type=int, nargs="*", default=[0, 5, 10], help="extra adapters, K vectors each")
+    p.add_argument("--prompt-lengths", type=int, nargs="*", default=[0, 5, 10, 20], help="extra adapters, K vectors each")
     p.add_argument("--length-methods", nargs="*", default=["prompt", "deep"], choices=("prompt", "p-tuning", "deep"))
     args = p.parse_args()
     setup(args)
@@ -100,7 +100,8 @@ def build_systems(args) -> dict:
     tok = AutoTokenizer.from_pretrained(path)
     model = hf_classifier(2, args.seed).eval()
     ours = PromptClassifier(labels=LABELS, device="cpu").eval()
-    ours_pt = PromptClassifier(labels=LABELS, method="p-tuning", pooling="model", device="cpu").eval()
+    ours_pt = PromptClassifier(labels=LABELS, method="p-tuning", pooling="model", num_virtual_tokens=20, device="cpu")
+    ours_pt.eval()
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cpu")
     lengths = {
         f"ours-{m}-n{k}": PromptClassifier(labels=LABELS, method=m, num_virtual_tokens=k, device="cpu").eval()

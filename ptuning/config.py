@@ -57,8 +57,9 @@ class PromptConfig:
         metadata={"help": "Class names in order (index i is labels[i]); empty for regression."},
     )
     task: str = field(default="classification", metadata={"help": "classification or regression."})
-    # Defaults measured on all-MiniLM-L6-v2 / movie polarity (BENCHMARKS.md): deep prompts beat a prompt table by
-    # 1-2 points; 5 vectors cost 0.7-0.8 points against 20 but a quarter of the extra positions at inference.
+    # Defaults measured on all-MiniLM-L6-v2 / movie polarity (BENCHMARKS.md): 5 deep vectors are as accurate as a
+    # 20-vector prompt table with a quarter of its extra positions (the cost at training and at inference); 20 deep
+    # vectors add 0.6-0.8 points for 4x that cost.
     method: Method = field(
         default=Method.DEEP,
         metadata={
