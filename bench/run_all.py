@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark one after the other (``make bench``); each writes its own ``bench/results/*.json``.
 
-    python bench/run_all.py                 # the full runs of BENCHMARKS.md (est. 5 h on 2 idle cores)
+    python bench/run_all.py                 # the full runs of BENCHMARKS.md (est. 6 h on 2 idle cores)
     python bench/run_all.py --smoke         # every script at tiny sizes (15 min on the busy machine): checks that they run
     python bench/run_all.py --only speed inference
 
@@ -19,17 +19,28 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 
-FULL = {
+FULL = {  # the runs behind BENCHMARKS.md's tables
     "memory": ["memory.py"],
-    "inference": ["inference.py"],
+    "inference": ["inference.py", "--mixed-sizes", "8", "256", "--repeats", "3", "--name", "inference-lengths"],
     "profile-predict": ["profile_predict.py"],
-    "speed": ["speed.py", "--epoch", "--rounds", "2"],
-    "baselines": ["baselines.py"],
-    "baselines-2000": ["baselines.py", "--train-size", "2000"],
-    "accuracy-2000": ["accuracy.py", "--train-size", "2000", "--epochs", "5"],
-    "accuracy-full": ["accuracy.py", "--methods", "prompt", "p-tuning", "--placements", "start",
-                      "--poolings", "mean", "model", "--epochs", "5", "--name", "accuracy-full-split-start"],  # fmt: skip
-}
+    "speed": ["speed.py", "--train-size", "2000", "--epoch", "--rounds", "2"],
+    "baselines-2000": ["baselines.py", "--train-size", "2000", "--test-size", "1000", "--methods", "head-cls",
+                       "head-mean", "logreg-mean", "full-ft", "peft-p-tuning", "peft-prompt", "--lr-prompt", "1e-2"],
+    "baselines-full-ft-seed1": ["baselines.py", "--train-size", "2000", "--test-size", "1000", "--methods",
+                                "full-ft", "--seed", "1", "--name", "baselines-fullft-train2000-test1000-seed1"],
+    "baselines-full-ft-seed2": ["baselines.py", "--train-size", "2000", "--test-size", "1000", "--methods",
+                                "full-ft", "--seed", "2", "--name", "baselines-fullft-train2000-test1000-seed2"],
+    "baselines-full-split": ["baselines.py", "--methods", "full-ft", "head-cls", "head-mean", "logreg-mean",
+                             "--name", "baselines-full-split"],
+    "accuracy-length-seeds": ["accuracy.py", "--train-size", "2000", "--test-size", "1000", "--epochs", "4",
+                              "--methods", "prompt", "deep", "--placements", "start", "--poolings", "mean",
+                              "--num-virtual-tokens", "5", "10", "20", "--seeds", "1", "2", "42",
+                              "--name", "accuracy-2000-length-seeds"],
+    "accuracy-full-split": ["accuracy.py", "--methods", "prompt", "deep", "--placements", "start", "--poolings",
+                            "mean", "--num-virtual-tokens", "5", "20", "--epochs", "4",
+                            "--name", "accuracy-full-split"],
+    "cli-accuracy": ["cli_accuracy.py", "--train-size", "2000", "--test-size", "1000", "--epochs", "4"],
+}  # fmt: skip
 SMOKE = {
     "memory": ["memory.py", "--train-steps", "3", "--predict-texts", "64"],
     "inference": ["inference.py", "--latency-texts", "20", "--batch-texts", "128", "--mixed-sizes", "8", "64",
@@ -38,6 +49,7 @@ SMOKE = {
     "speed": ["speed.py", "--train-size", "256", "--steps", "8", "--skip", "1", "--rounds", "1"],
     "baselines": ["baselines.py", "--train-size", "256", "--test-size", "256", "--epochs", "1"],
     "accuracy": ["accuracy.py", "--train-size", "128", "--test-size", "128", "--epochs", "1"],
+    "cli-accuracy": ["cli_accuracy.py", "--train-size", "128", "--test-size", "64", "--epochs", "1"],
 }
 
 
