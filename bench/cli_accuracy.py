@@ -50,7 +50,7 @@ def main() -> None:
     run.write({
         "commands": [" ".join(["python", *c[1:]]).replace(str(data), "DATA") for c in commands],
         "adapter_config": saved["config"],
-        "training": saved.get("training"),
+        "training": saved["info"].get("training"),
         "evaluate_metrics": metrics,
     })  # fmt: skip
     log(f"evaluate: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
