@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 
 from common import LABELS, RESULTS, Run, data_args, log, movie_split, result_name, seed_everything, setup
 from loops import train_ours
@@ -94,10 +95,9 @@ def summarise(runs: dict) -> dict:
 
 
 def spread(values: list[float]) -> dict:
-    n = len(values)
-    mean = sum(values) / n
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return {"runs": n, "mean": round(mean, 4), "sd": round(sd, 4), "min": min(values), "max": max(values)}
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"runs": len(values), "mean": round(statistics.mean(values), 4), "sd": round(sd, 4),
+            "min": min(values), "max": max(values)}  # fmt: skip
 
 
 def one_run(method: str, placement: str, pooling: str, n: int, seed: int, split, args) -> dict:

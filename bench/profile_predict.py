@@ -15,6 +15,7 @@ positions: a fixed cost per call plus a cost per position, so the prompt's share
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import defaultdict
 
@@ -55,7 +56,9 @@ def main() -> None:
 
     results = {name: profile_system(f, texts, positions) for name, (f, positions) in systems.items()}
     ours = [r for k, r in results.items() if k.startswith("ours-")]
-    fixed, per_position = fit([r["positions_per_text"] for r in ours], [r["wall_ms_per_text"] for r in ours])
+    per_position, fixed = statistics.linear_regression(
+        [r["positions_per_text"] for r in ours], [r["wall_ms_per_text"] for r in ours]
+    )
     summary = {
         "fit_ours_wall_ms": {"fixed_per_call": round(fixed, 3), "per_position": round(per_position, 4)},
         "note": "least squares over our adapters: wall ms per text = fixed + per_position x positions",
@@ -105,15 +108,6 @@ def profile_system(predict, texts: list[str], positions: float) -> dict:
             for us, key, c in sorted(top, reverse=True)[:12]
         ],
     }
-
-
-def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares line y = a + b x."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
-    return my - b * mx, b
 
 
 if __name__ == "__main__":
