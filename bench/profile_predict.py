@@ -1,21 +1,21 @@
 #!/usr/bin/env python
 """Where single-text prediction time goes: torch.profiler over the bare model and PromptClassifier.predict.
 
-    python bench/profile_predict.py                         # 100 test sentences per system (about 1 min)
-    python bench/profile_predict.py --texts 10 --lengths 0 20   # smoke test
+    python bench/profile_predict.py                         # 200 test sentences per system (about 1 min)
+    python bench/profile_predict.py --texts 10 --rounds 2 --lengths 0 20   # smoke test
 
-For each system (the bare ``AutoModelForSequenceClassification`` + tokenizer, and ptuning's default adapter with
-each prompt length in ``--lengths``), one call per text, the same sentences: wall time per text, and the profiler's
-self-CPU time per text split into matrix products (``aten::addmm``, ``mm``, ``bmm``, ``matmul``), attention
-(``scaled_dot_product_attention`` and its kernels), other tensor ops, and the rest (Python, the tokenizer,
-dispatch: wall minus profiled op time). Also positions per text (text + prompt) and the fit of wall time against
-positions: a fixed cost per call plus a cost per position, so the prompt's share of the time can be read off.
+For each system (the bare ``AutoModelForSequenceClassification`` + tokenizer, and ptuning's adapter of ``--method``,
+the default ``deep``, at the start with mean pooling, with each prompt length in ``--lengths``), one call per text,
+the same sentences: wall time per text, and the profiler's self-CPU time per text split into matrix products
+(``aten::addmm``, ``mm``, ``bmm``, ``matmul``), attention (``scaled_dot_product_attention`` and its kernels), other
+tensor ops, and the rest (Python, the tokenizer, dispatch: wall minus profiled op time), and positions per text
+(text + prompt). The profiler's own cost and this machine's drift make its wall times noisy: the prompt's overhead
+is measured by ``inference.py`` (interleaved, unprofiled); this script says where the time goes.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections import defaultdict
 
@@ -30,11 +30,13 @@ ATTENTION = ("scaled_dot_product", "flash_attention", "_efficient_attention")
 
 def main() -> None:
     p = data_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), with_epochs=False)
-    p.add_argument("--texts", type=int, default=100, help="test sentences, one call each")
+    p.add_argument("--texts", type=int, default=200, help="test sentences, one call each")
     p.add_argument("--lengths", type=int, nargs="+", default=[0, 5, 10, 20], help="prompt lengths of our adapters")
+    p.add_argument("--rounds", type=int, default=10, help="slices of the texts, the systems alternating")
+    p.add_argument("--method", default="deep", choices=("prompt", "p-tuning", "deep"), help="our adapters' method")
     args = p.parse_args()
     setup(args)
-    run = Run(result_name("profile-predict", args, ("texts",), {"texts": 100}), args)
+    run = Run(result_name("profile-predict", args, ("texts",), {"texts": 200}), args)
     texts = movie_split(None, args.test_size).test_texts[: args.texts]
 
     from transformers import AutoTokenizer
@@ -51,49 +53,58 @@ def main() -> None:
     real = sum(len(ids) for ids in tok(texts, truncation=True, max_length=args.max_length)["input_ids"]) / len(texts)
     systems = {"bare": (bare, real)}
     for n in args.lengths:
-        clf = PromptClassifier(labels=LABELS, num_virtual_tokens=n, device="cpu").eval()
-        systems[f"ours-prompt-n{n}"] = (lambda t, c=clf: c.predict([t]), real + n)
+        clf = PromptClassifier(labels=LABELS, method=args.method, num_virtual_tokens=n, device="cpu").eval()
+        systems[f"ours-{args.method}-n{n}"] = (lambda t, c=clf: c.predict([t]), real + n)
 
-    results = {name: profile_system(f, texts, positions) for name, (f, positions) in systems.items()}
-    ours = [r for k, r in results.items() if k.startswith("ours-")]
-    per_position, fixed = statistics.linear_regression(
-        [r["positions_per_text"] for r in ours], [r["wall_ms_per_text"] for r in ours]
-    )
-    summary = {
-        "fit_ours_wall_ms": {"fixed_per_call": round(fixed, 3), "per_position": round(per_position, 4)},
-        "note": "least squares over our adapters: wall ms per text = fixed + per_position x positions",
-    }
-    run.write({"texts": len(texts), "systems": results, "summary": summary})
+    results = profile_systems(systems, texts, args.rounds)
+    run.write({"texts": len(texts), "rounds": args.rounds, "systems": results})
     print(f"\n{'system':<18} {'positions':>9} {'wall ms':>8} {'matmul':>7} {'attn':>6} {'other ops':>9} {'rest':>6}")
     for name, r in results.items():
         s = r["self_cpu_ms_per_text"]
         print(f"{name:<18} {r['positions_per_text']:>9.1f} {r['wall_ms_per_text']:>8.2f} {s['matmul']:>7.2f} "
               f"{s['attention']:>6.2f} {s['other_ops']:>9.2f} {s['python_and_rest']:>6.2f}")  # fmt: skip
-    print(f"ours: {fixed:.2f} ms per call + {per_position:.3f} ms per position")
 
 
-def profile_system(predict, texts: list[str], positions: float) -> dict:
-    for t in texts[:5]:  # warm-up
-        predict(t)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        start = time.perf_counter()
-        for t in texts:
+def profile_systems(systems: dict, texts: list[str], rounds: int) -> dict:
+    """Profile every system over ``texts``, in ``rounds`` slices that alternate between systems.
+
+    This machine's speed drifts over seconds: alternating slices let the drift hit every system alike.
+    """
+    for predict, _ in systems.values():  # warm-up
+        for t in texts[:5]:
             predict(t)
-        wall = time.perf_counter() - start
+    wall: dict[str, float] = defaultdict(float)
+    ops: dict[str, dict[str, list]] = {name: defaultdict(lambda: [0.0, 0]) for name in systems}
+    size = -(-len(texts) // rounds)
+    for r in range(rounds):
+        chunk = texts[r * size : (r + 1) * size]
+        names = list(systems)
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
+            predict = systems[name][0]
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                start = time.perf_counter()
+                for t in chunk:
+                    predict(t)
+                wall[name] += time.perf_counter() - start
+            for e in prof.key_averages():
+                ops[name][e.key][0] += e.self_cpu_time_total
+                ops[name][e.key][1] += e.count
+    return {name: summarise_ops(ops[name], wall[name], len(texts), systems[name][1]) for name in systems}
+
+
+def summarise_ops(ops: dict[str, list], wall: float, n: int, positions: float) -> dict:
     buckets: dict[str, float] = defaultdict(float)
     top = []
-    for e in prof.key_averages():
-        us = e.self_cpu_time_total
-        if e.key.startswith(MATMUL):
+    for key, (us, count) in ops.items():
+        if key.startswith(MATMUL):
             buckets["matmul"] += us
-        elif any(a in e.key for a in ATTENTION):
+        elif any(a in key for a in ATTENTION):
             buckets["attention"] += us
-        elif e.key.startswith("aten::") or e.key.startswith("prim::"):
+        elif key.startswith("aten::") or key.startswith("prim::"):
             buckets["other_ops"] += us
         else:
             continue
-        top.append((us, e.key, e.count))
-    n = len(texts)
+        top.append((us, key, count))
     per_text = {k: round(v / 1e3 / n, 3) for k, v in buckets.items()}
     profiled = sum(buckets.values()) / 1e3
     per_text["python_and_rest"] = round((1e3 * wall - profiled) / n, 3)

@@ -45,7 +45,7 @@ SMOKE = {
     "memory": ["memory.py", "--train-steps", "3", "--predict-texts", "64"],
     "inference": ["inference.py", "--latency-texts", "20", "--batch-texts", "128", "--mixed-sizes", "8", "64",
                   "--repeats", "1"],  # fmt: skip
-    "profile-predict": ["profile_predict.py", "--texts", "10", "--lengths", "0", "20"],
+    "profile-predict": ["profile_predict.py", "--texts", "10", "--rounds", "2", "--lengths", "0", "20"],
     "speed": ["speed.py", "--train-size", "256", "--steps", "8", "--skip", "1", "--rounds", "1"],
     "baselines": ["baselines.py", "--train-size", "256", "--test-size", "256", "--epochs", "1"],
     "accuracy": ["accuracy.py", "--train-size", "128", "--test-size", "128", "--epochs", "1"],
