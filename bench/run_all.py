@@ -2,7 +2,7 @@
 """Run every benchmark one after the other (``make bench``); each writes its own ``bench/results/*.json``.
 
     python bench/run_all.py                 # the full runs of BENCHMARKS.md (est. 6 h on 2 idle cores)
-    python bench/run_all.py --smoke         # every script at tiny sizes (15 min on the busy machine): checks that they run
+    python bench/run_all.py --smoke         # every script at tiny sizes (4 min on the idle machine): checks that they run
     python bench/run_all.py --only speed inference
 
 Timings need an otherwise idle machine: on a shared one, compare only numbers taken in the same run.
