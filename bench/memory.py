@@ -43,12 +43,15 @@ JOBS = ("import", "serve-bare", "serve-ours-default", "serve-ours", "serve-ours-
 METHOD_LENGTH = 20  # the method-named adapters: PEFT's usual length, as in its examples
 
 
+def adapter_name(job_or_name: str) -> str:
+    """The adapter a job (``train-ours-p-tuning``) or an adapter name stands for; plain ``-ours`` jobs: ``prompt``."""
+    return next((n for n in ("default", "p-tuning", "deep") if job_or_name.endswith(n)), "prompt")
+
+
 def adapter_options(job_or_name: str) -> dict:
-    """The adapter a job or an adapter name stands for: the default, or a method with ``METHOD_LENGTH`` vectors."""
-    if job_or_name.endswith("default"):
-        return {}
-    method = "p-tuning" if job_or_name.endswith("p-tuning") else "deep" if job_or_name.endswith("deep") else "prompt"
-    return {"method": method, "num_virtual_tokens": METHOD_LENGTH}
+    """The default config, or a method with ``METHOD_LENGTH`` vectors."""
+    name = adapter_name(job_or_name)
+    return {} if name == "default" else {"method": name, "num_virtual_tokens": METHOD_LENGTH}
 
 
 def main() -> None:
@@ -88,8 +91,7 @@ def spawn(job: str, args, adapters: dict) -> dict:
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if job.startswith("serve-ours"):
-        name = "default" if job.endswith("default") else "p-tuning" if job.endswith("p-tuning") else "prompt"
-        cmd += ["--adapter", str(adapters[name])]
+        cmd += ["--adapter", str(adapters[adapter_name(job)])]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if out.returncode != 0:
         raise SystemExit(f"{job} failed:\n{out.stderr[-3000:]}")
