@@ -146,6 +146,22 @@ def resolve_adapter_dir(
     )
 
 
+def adapter_base_model(directory: str | Path) -> str:
+    """The base model an adapter directory names (``ptuning_config.json``, else PEFT's config), without loading it.
+
+    Empty names mean the embedded default. Lets a caller refuse an adapter for another base before any backbone loads.
+    """
+    directory = Path(directory)
+    if not (directory / ADAPTER_CONFIG).is_file():
+        raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
+    name = _read_json(directory / ADAPTER_CONFIG).get("base_model_name_or_path")
+    if (directory / PTUNING_CONFIG).is_file():
+        config = _read_json(directory / PTUNING_CONFIG).get("config")
+        if isinstance(config, dict) and "base_model" in config:
+            name = config["base_model"]
+    return str(name or EMBEDDED_ID)
+
+
 def unpack_adapter_zip(file: str, folder: Path) -> None:
     """Extract only the adapter files of a zip (at its root or in one folder); refuse unsafe or oversized ones."""
     try:

@@ -65,6 +65,9 @@ class Backbone:
     is_decoder: bool = field(init=False)
     layers: nn.ModuleList = field(init=False)
     uses_token_types: bool = field(init=False)
+    # A fast tokenizer is one Rust object whose truncation settings each call rewrites: two threads calling it at
+    # once (a training and a prediction, or two server requests) fail with "Already borrowed". Every call holds this.
+    tokenizer_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         cfg = self.model.config

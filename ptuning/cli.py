@@ -162,7 +162,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="Create the repo as private (when it does not exist).")
     p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: https://huggingface.co).")
     p.set_defaults(func=cmd_push)
+
+    # -------------------------------------------------------------------------------------------- serve
+    p = sub.add_parser(
+        "serve",
+        help="serve adapters over HTTP, batching requests across adapters",
+        description="Serve prompt adapters over one frozen backbone: POST /classify (vLLM's shape), GET /v1/models, "
+        "/health, /metrics, /docs. Requests for different adapters share backbone passes.",
+    )
+    p.add_argument(
+        "--adapter", action="append", default=[], metavar="NAME=ADAPTER",
+        help="Serve the adapter at ADAPTER (directory or Hub repo id) as NAME; repeat for more.",
+    )  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="Address to listen on. Default: 127.0.0.1.")
+    p.add_argument("--port", type=int, default=8000, help="Port to listen on. Default: 8000.")
+    _add_serving_options(p)
+    p.set_defaults(func=cmd_serve)
     return parser
+
+
+_SERVING_FLAGS = {"base_model": "--model", "hub_endpoint": "--endpoint"}
+
+
+def _add_serving_options(p: argparse.ArgumentParser) -> None:
+    from .serving.engine import ServingConfig
+
+    for f in dataclasses.fields(ServingConfig):
+        flag = _SERVING_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        text = f.metadata.get("help", "")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, dest=f.name, action="store_true", help=text)
+            continue
+        kind = type(f.default) if f.default not in (None, "") else str
+        shown = f" Default: {f.default}." if f.default not in (None, "") else ""
+        p.add_argument(flag, dest=f.name, type=kind, default=f.default, metavar="X", help=text + shown)
 
 
 def _add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
@@ -440,4 +473,17 @@ def cmd_push(a: argparse.Namespace) -> int:
     clf = PromptClassifier.from_pretrained(a.adapter, include_resume=True, device="cpu")
     url = clf.push_to_hub(a.repo_id, token=a.token, private=a.private, endpoint=a.endpoint)
     print(url)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- serve
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .serving.engine import ServingConfig
+    from .serving.server import parse_adapter_specs, serve
+
+    config = ServingConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(ServingConfig)})
+    adapters = parse_adapter_specs(a.adapter)
+    if not adapters and not config.allow_hub_load:
+        raise ConfigError("nothing to serve: name adapters with --adapter NAME=PATH, or pass --allow-hub-load")
+    serve(config, adapters, host=a.host, port=a.port)
     return 0

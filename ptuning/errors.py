@@ -22,3 +22,19 @@ class AdapterError(PtuningError, ValueError):
 
 class HubError(PtuningError, RuntimeError):
     """The Hub refused or could not serve a request: missing repo, rejected token, no network."""
+
+
+class NotFoundError(PtuningError, LookupError):
+    """A name the server does not know: an adapter that was never registered (and may not be loaded from the Hub)."""
+
+
+class RequestTooLargeError(PtuningError, ValueError):
+    """A request over the server's limits: too many texts, or a text too long. The message names the limit."""
+
+
+class OverloadedError(PtuningError, RuntimeError):
+    """The server's queue is full; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after

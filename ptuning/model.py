@@ -75,7 +75,8 @@ class PromptClassifier(nn.Module):
         object.__setattr__(self, "backbone", backbone)  # not a submodule: never trained, saved or moved
 
         word = backbone.model.get_input_embeddings().weight
-        init = initial_prompt(config, word, backbone.tokenizer, self.placement.num_prompt)
+        with backbone.tokenizer_lock:
+            init = initial_prompt(config, word, backbone.tokenizer, self.placement.num_prompt)
         if config.method == Method.P_TUNING:
             self.prompt = PromptEncoder(init, config.encoder_type, config.encoder_hidden_size)
         else:
@@ -97,7 +98,8 @@ class PromptClassifier(nn.Module):
         """Tokenise and lay out texts for this adapter's placement (``batching.Encoded``)."""
         limit = min(max_length or self.backbone.max_length, self.backbone.max_length)
         bb = self.backbone
-        return encode(bb.tokenizer, bb.layout, self.placement, list(texts), _opt_list(text_pairs), limit)
+        with bb.tokenizer_lock:
+            return encode(bb.tokenizer, bb.layout, self.placement, list(texts), _opt_list(text_pairs), limit)
 
     def collate(self, examples) -> dict[str, torch.Tensor]:
         batch = collate(examples, self.backbone.layout.pad_id, left_pad=self.backbone.is_decoder)
@@ -335,8 +337,6 @@ def predict_mixed(
         raise ConfigError("give one adapter index per text")
     if not texts:
         return []
-    for a in adapters:
-        a.eval()
     # Each adapter lays out its own texts (its own placement), then rows are batched together by length.
     examples: list = [None] * len(texts)
     for i, a in enumerate(adapters):
@@ -345,18 +345,55 @@ def predict_mixed(
             pairs = [text_pairs[j] for j in idx] if text_pairs is not None else None
             for j, e in zip(idx, a.encode([texts[j] for j in idx], pairs).examples):
                 examples[j] = e
-    results: list = [None] * len(texts)
+    logits = logits_mixed(adapters, examples, adapter_of_text, batch_size)
+    return [describe(adapters[k], row) for k, row in zip(adapter_of_text, logits)]
+
+
+@torch.inference_mode()
+def logits_mixed(
+    adapters: Sequence[PromptClassifier],
+    examples: Sequence,
+    adapter_of_example: Sequence[int],
+    batch_size: int = 32,
+    max_batch_tokens: int | None = None,
+) -> list[torch.Tensor]:
+    """Logits of laid-out ``examples`` (``PromptClassifier.encode``), each with its adapter, in input order.
+
+    Rows of every adapter are batched together by length: ``batch_size`` rows per backbone pass at most, and with
+    ``max_batch_tokens`` at most that many padded positions (a longest-first cut; one row always fits).
+    """
+    for a in adapters:
+        a.eval()
+    results: list = [None] * len(examples)
     lead = adapters[0]
-    for batch_idx in length_grouped_batches([len(e.input_ids) for e in examples], batch_size):
+    lengths = [len(e.input_ids) for e in examples]
+    for batch_idx in _token_capped(length_grouped_batches(lengths, batch_size), lengths, max_batch_tokens):
         batch = lead.collate([examples[j] for j in batch_idx])
-        rows = torch.tensor([adapter_of_text[j] for j in batch_idx], device=lead.device)
-        logits = forward_mixed(adapters, rows, batch)
+        rows = torch.tensor([adapter_of_example[j] for j in batch_idx], device=lead.device)
+        logits = forward_mixed(adapters, rows, batch).cpu()
         for j, row in zip(batch_idx, logits):
-            results[j] = _describe(adapters[adapter_of_text[j]], row)
+            results[j] = row
     return results
 
 
-def _describe(adapter: PromptClassifier, logits: torch.Tensor) -> dict:
+def _token_capped(batches: list[list[int]], lengths: list[int], max_tokens: int | None) -> list[list[int]]:
+    # Batches are sorted by length, so a batch costs len(batch) x its last (longest) row's length when padded.
+    if not max_tokens:
+        return batches
+    out = []
+    for b in batches:
+        part: list[int] = []
+        for j in b:
+            if part and (len(part) + 1) * lengths[j] > max_tokens:
+                out.append(part)
+                part = []
+            part.append(j)
+        out.append(part)
+    return out
+
+
+def describe(adapter: PromptClassifier, logits: torch.Tensor) -> dict:
+    """One row of logits as ``{"label", "score", "scores"}`` (regression: label None, score the value)."""
     if adapter.config.task == "regression":
         return {"label": None, "score": float(logits[0]), "scores": {}}
     probs = torch.softmax(logits[: adapter.config.num_labels].float(), -1).tolist()
