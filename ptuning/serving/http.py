@@ -62,7 +62,7 @@ class Backend(Protocol):
 
     async def classify(self, model: str, texts: list[str]) -> list[dict]: ...
 
-    def models(self) -> list[dict]: ...
+    async def models(self) -> list[dict]: ...
 
     def healthy(self) -> bool: ...
 
@@ -79,7 +79,7 @@ class EngineBackend:
         future = await run_in_threadpool(self.engine.submit, model, texts)
         return await asyncio.wrap_future(future)
 
-    def models(self) -> list[dict]:
+    async def models(self) -> list[dict]:
         return engine_models(self.engine)
 
     def healthy(self) -> bool:
@@ -168,7 +168,7 @@ def create_app(backend: Backend, metrics: ServingMetrics | None = None, *, max_b
 
     @app.get("/v1/models", response_model=ModelList)
     async def models() -> ModelList:
-        return ModelList(data=[ModelCard(**m) for m in backend.models()])
+        return ModelList(data=[ModelCard(**m) for m in await backend.models()])
 
     @app.get("/health")
     async def health():
