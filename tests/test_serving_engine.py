@@ -223,3 +223,20 @@ def test_operator_adapters_from_the_hub_use_the_servers_token(served, hub_server
                     {"mine": "test-user/private-prompt"})  # fmt: skip
     assert_same(engine.classify("mine", TEXTS), reference(dirs["deep"]))
     engine.close()
+
+
+def test_a_pool_batches_adapter_objects_per_backbone_and_cuts_long_lists(served, tiny):
+    from ptuning.serving.pool import EnginePool
+
+    base, dirs = served
+    pool = EnginePool(ServingConfig(max_inputs=3))
+    deep = PromptClassifier.from_pretrained(dirs["deep"])
+    regression = PromptClassifier.from_pretrained(dirs["regression"])
+    other = PromptClassifier(tiny("roberta"), ["a", "b"])
+    texts = TEXTS * 2  # 8 texts: three requests of at most 3
+    assert_same(pool.classify(deep, texts), deep.predict(texts))
+    assert_same(pool.classify(regression, texts), regression.predict(texts))
+    assert_same(pool.classify(other, texts), other.predict(texts))
+    assert pool.engine_for(deep) is pool.engine_for(regression) is not pool.engine_for(other)
+    assert metric(pool.engine_for(deep), "ptuning_texts_total") == 16
+    pool.close()

@@ -2,6 +2,7 @@
 
 - ``registry``: adapters by name, loaded on first use, least recently used out, one base model;
 - ``engine``: the bounded queue and the worker that batches requests for any adapters into shared passes;
+- ``pool``: one engine per backbone for adapter objects (the app's users batch together);
 - ``metrics``: what a server exports to Prometheus;
 - ``protocol`` and ``http``: the vLLM-style HTTP API (FastAPI), ``python -m ptuning serve``;
 - ``ray_serve``: the same engine as Ray Serve replicas, multiplexed by adapter.

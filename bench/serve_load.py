@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Load on the HTTP server (``python -m ptuning serve``) against serving one request at a time, in one run.
+
+    python bench/serve_load.py                                  # the table of BENCHMARKS.md (~10 min)
+    python bench/serve_load.py --concurrency 1 8 --adapters 1 8 --requests 60 --memory-adapters 50   # smoke
+
+The server runs as its own process on loopback with the embedded MiniLM and 64 adapters of the default kind
+(5 deep vectors, mean pooling, untrained: the compute is the same as a trained one's). A load generator (httpx,
+asyncio, ``C`` connections) sends single movie-review sentences, cycling through ``k`` adapters, until
+``--requests`` are answered or ``--seconds`` have passed, for every C x k. Side by side, in this process while the
+server idles:
+- (a) ``PromptClassifier.predict`` one text at a time over the same k adapters (what the app did);
+- (b) PEFT as a user would: one ``PeftModel`` holding k PROMPT_TUNING adapters (5 vectors), ``set_adapter`` per
+  request, one at a time;
+- the ceiling: the same texts through one in-process ``predict_mixed`` call, in batches of the server's mean batch
+  size at that cell (no HTTP, no queue).
+Then the resident memory of an engine before and after 1,000 adapters are loaded (a fresh process).
+
+Client and server share the machine's cores: the client's CPU time is recorded with each cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import LABELS, REPO, Clock, Run, backbone_path, log, median, movie_split, percentile, setup
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    p.add_argument("--adapters", type=int, nargs="+", default=[1, 8, 64])
+    p.add_argument("--requests", type=int, default=400, help="requests per cell (at most)")
+    p.add_argument("--seconds", type=float, default=30.0, help="time per cell (at most)")
+    p.add_argument("--baseline-requests", type=int, default=200, help="texts for (a), (b) and the ceiling")
+    p.add_argument("--memory-adapters", type=int, default=1000)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--name", default=None)
+    p.add_argument("--memory-child", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_child:
+        return memory_child(int(args.memory_child[0]), Path(args.memory_child[1]))
+    setup(args)
+    run = Run(args.name or "serve-load", args)
+    texts = movie_split().test_texts
+    most = max(args.adapters)
+    with tempfile.TemporaryDirectory(prefix="ptuning-serve-bench-") as tmp:
+        dirs = make_adapters(Path(tmp), max(most, args.memory_adapters), args.seed)
+        results: dict = {"texts": "movie-polarity test sentences, one per request", "cells": []}
+        server = start_server(dirs[:most], args)
+        try:
+            for k in args.adapters:
+                for c in args.concurrency:
+                    cell = load(server, texts, k, c, args)
+                    results["cells"].append(cell)
+                    log(f"k={k} C={c}: {cell['requests_per_s']:.1f} req/s, p50 {cell['p50_ms']:.1f} ms, "
+                        f"p99 {cell['p99_ms']:.1f} ms, mean batch {cell['mean_batch_size']:.1f}")  # fmt: skip
+        finally:
+            stop_server(server)
+        results["baselines"] = baselines(dirs, texts, results["cells"], args)
+        results["memory"] = memory(args.memory_adapters, Path(tmp))
+    results["targets"] = targets(results, args)
+    run.write(results)
+
+
+# --------------------------------------------------------------------------------------------- set-up
+def make_adapters(root: Path, n: int, seed: int) -> list[str]:
+    import torch
+
+    from ptuning import PromptClassifier
+
+    torch.manual_seed(seed)
+    first = PromptClassifier(labels=LABELS, device="cpu")
+    dirs = []
+    for i in range(n):  # the same kind of adapter, other vectors: enough for the compute and the memory
+        with torch.no_grad():
+            first.deep.tables.normal_(0, 0.05)
+            first.prompt.embedding.weight.normal_(0, 0.05)
+        dirs.append(str(first.save_pretrained(root / f"a{i}")))
+    log(f"{n} adapters saved")
+    return dirs
+
+
+def start_server(dirs: list[str], args) -> dict:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    specs = [x for i, d in enumerate(dirs) for x in ("--adapter", f"a{i}={d}")]
+    command = [sys.executable, "-m", "ptuning", "serve", "--port", str(port), "--max-queue", "100000",
+               "--max-wait-ms", str(args.max_wait_ms), "--max-batch-size", str(args.max_batch_size), *specs]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import httpx
+
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return {"process": process, "url": url}
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    sys.exit("the server did not start")
+
+
+def stop_server(server: dict) -> None:
+    server["process"].send_signal(signal.SIGTERM)
+    server["process"].wait(timeout=60)
+
+
+# --------------------------------------------------------------------------------------------- the load
+def load(server: dict, texts: list[str], k: int, c: int, args) -> dict:
+    import httpx
+
+    def batches() -> tuple[float, float]:
+        body = httpx.get(server["url"] + "/metrics").text
+        grab = lambda name: float(re.search(rf"^{name} (\S+)$", body, re.M).group(1))  # noqa: E731
+        return grab("ptuning_batch_size_sum"), grab("ptuning_batch_size_count")
+
+    async def generate() -> tuple[list[float], int, float]:
+        latencies: list[float] = []
+        errors = 0
+        next_index = 0
+        deadline = time.perf_counter() + args.seconds
+
+        async def worker(client):
+            nonlocal next_index, errors
+            while next_index < args.requests and time.perf_counter() < deadline:
+                i = next_index
+                next_index += 1
+                body = {"model": f"a{i % k}", "input": texts[i % len(texts)]}
+                start = time.perf_counter()
+                response = await client.post("/classify", json=body)
+                latencies.append(time.perf_counter() - start)
+                errors += response.status_code != 200
+
+        limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+        async with httpx.AsyncClient(base_url=server["url"], timeout=120, limits=limits) as client:
+            for i in range(min(8, c)):  # warm the connections and the adapters
+                await client.post("/classify", json={"model": f"a{i % k}", "input": texts[i]})
+            start = time.perf_counter()
+            await asyncio.gather(*(worker(client) for _ in range(c)))
+            return latencies, errors, time.perf_counter() - start
+
+    sum0, count0 = batches()
+    with Clock() as clock:
+        latencies, errors, wall = asyncio.run(generate())
+    sum1, count1 = batches()
+    return {
+        "adapters": k, "concurrency": c, "requests": len(latencies), "errors": errors, "wall_s": round(wall, 3),
+        "requests_per_s": len(latencies) / wall, "p50_ms": 1e3 * median(latencies),
+        "p99_ms": 1e3 * percentile(latencies, 99),
+        "mean_batch_size": (sum1 - sum0) / max(count1 - count0, 1), "batches": count1 - count0,
+        "client_cpu_s": round(clock.cpu, 2),
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- baselines
+def baselines(dirs: list[str], texts: list[str], cells: list[dict], args) -> dict:
+    import torch
+
+    from ptuning import PromptClassifier, predict_mixed
+
+    n = args.baseline_requests
+    sample = [texts[i % len(texts)] for i in range(n)]
+    out: dict = {"texts": n, "one_at_a_time": {}, "peft_set_adapter": {}, "ceiling": {}}
+    for k in args.adapters:
+        adapters = [PromptClassifier.from_pretrained(d, device="cpu") for d in dirs[:k]]
+        rows = [i % k for i in range(n)]
+        adapters[0].predict(sample[:8])
+        latencies = []
+        with Clock() as clock:
+            for t, r in zip(sample, rows):
+                start = time.perf_counter()
+                adapters[r].predict([t])
+                latencies.append(time.perf_counter() - start)
+        out["one_at_a_time"][k] = {"requests_per_s": n / clock.wall, "p50_ms": 1e3 * median(latencies)}
+        out["peft_set_adapter"][k] = peft_one_at_a_time(sample, k, args)
+        # the ceiling at each concurrency: the server's mean batch size there, in one in-process call
+        out["ceiling"][k] = {}
+        for cell in (x for x in cells if x["adapters"] == k):
+            size = max(1, round(cell["mean_batch_size"]))
+            predict_mixed(adapters, sample[:size], rows[:size], batch_size=size)
+            with Clock() as clock:
+                predict_mixed(adapters, sample, rows, batch_size=size)
+            out["ceiling"][k][cell["concurrency"]] = {"batch_size": size, "requests_per_s": n / clock.wall}
+        full = args.max_batch_size
+        with Clock() as clock:
+            for _ in range(3):
+                predict_mixed(adapters, sample[:full], rows[:full], batch_size=full)
+        out["ceiling"][k]["full_batch_ms"] = 1e3 * clock.wall / 3
+        log(f"k={k}: one at a time {out['one_at_a_time'][k]['requests_per_s']:.1f} req/s, PEFT "
+            f"{out['peft_set_adapter'][k]['requests_per_s']:.1f} req/s, full batch {out['ceiling'][k]['full_batch_ms']:.0f} ms")  # fmt: skip
+        del adapters
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return out
+
+
+def peft_one_at_a_time(sample: list[str], k: int, args) -> dict:
+    import torch
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ptuning.backbones import embedded_path
+
+    tok = AutoTokenizer.from_pretrained(embedded_path())
+    base = AutoModelForSequenceClassification.from_pretrained(backbone_path(), num_labels=2)
+    config = lambda: PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=5)  # noqa: E731
+    model = get_peft_model(base, config(), adapter_name="a0")
+    for i in range(1, k):
+        model.add_adapter(f"a{i}", config())
+    model.eval()
+    latencies = []
+    with torch.inference_mode(), Clock() as clock:
+        for i, t in enumerate(sample):
+            start = time.perf_counter()
+            model.set_adapter(f"a{i % k}")
+            model(**tok([t], return_tensors="pt", truncation=True, max_length=256)).logits.softmax(-1)
+            latencies.append(time.perf_counter() - start)
+    return {"requests_per_s": len(sample) / clock.wall, "p50_ms": 1e3 * median(latencies)}
+
+
+# --------------------------------------------------------------------------------------------- memory
+def memory(n: int, root: Path) -> dict:
+    """Resident memory of a fresh engine process before and after ``n`` adapters are loaded."""
+    done = subprocess.run([sys.executable, __file__, "--memory-child", str(n), str(root)], capture_output=True,
+                          text=True, cwd=REPO, check=True)  # fmt: skip
+    before, after = (float(x) for x in done.stdout.split()[-2:])
+    log(f"memory: {before:.0f} MiB -> {after:.0f} MiB with {n} adapters")
+    return {"adapters": n, "rss_before_mb": before, "rss_after_mb": after, "added_mb": after - before}
+
+
+def memory_child(n: int, root: Path) -> None:
+    from ptuning.serving import Engine, ServingConfig
+
+    engine = Engine(ServingConfig(max_loaded=max(n, 1)), {"a0": str(root / "a0")})
+    engine.classify("a0", ["warm up the backbone and the allocator"] * 8)
+    before = rss_mb()
+    for i in range(n):
+        engine.registry.register(f"a{i}", root / f"a{i}", preload=True)
+    engine.classify("a1", ["after"] * 8)
+    print(before, rss_mb())
+    engine.close()
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --------------------------------------------------------------------------------------------- targets
+def targets(results: dict, args) -> dict:
+    cells = {(c["adapters"], c["concurrency"]): c for c in results["cells"]}
+    base = results["baselines"]
+    out = {}
+    if (8, 32) in cells:
+        cell = cells[(8, 32)]
+        ceiling = base["ceiling"][8][32]["requests_per_s"]
+        out["c32_k8_of_ceiling"] = cell["requests_per_s"] / ceiling
+        out["c32_k8_over_one_at_a_time"] = cell["requests_per_s"] / base["one_at_a_time"][8]["requests_per_s"]
+        out["c32_k8_over_peft"] = cell["requests_per_s"] / base["peft_set_adapter"][8]["requests_per_s"]
+        out["c32_k8_p99_over_full_batch"] = cell["p99_ms"] / base["ceiling"][8]["full_batch_ms"]
+        if (1, 32) in cells:
+            out["mixing_8_cost"] = 1 - cell["requests_per_s"] / cells[(1, 32)]["requests_per_s"]
+    out["memory_added_mb"] = results["memory"]["added_mb"]
+    return out
+
+
+if __name__ == "__main__":
+    main()
