@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on. Default: 127.0.0.1.")
     p.add_argument("--port", type=int, default=8000, help="Port to listen on. Default: 8000.")
+    p.add_argument("--access-log", action="store_true", help="Log a line per request (off: it costs under load).")
     _add_serving_options(p)
     p.set_defaults(func=cmd_serve)
     return parser
@@ -485,5 +486,5 @@ def cmd_serve(a: argparse.Namespace) -> int:
     adapters = parse_adapter_specs(a.adapter)
     if not adapters and not config.allow_hub_load:
         raise ConfigError("nothing to serve: name adapters with --adapter NAME=PATH, or pass --allow-hub-load")
-    serve(config, adapters, host=a.host, port=a.port)
+    serve(config, adapters, host=a.host, port=a.port, access_log=a.access_log)
     return 0

@@ -163,6 +163,13 @@ def test_a_body_that_is_not_json_is_a_400(server):
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
 
 
+def test_a_body_over_the_size_limit_is_refused_before_it_is_read(server):
+    huge = b'{"model": "deep", "input": "' + b"x" * 100_000 + b'"}'  # 8 texts x 200 characters fit in far less
+    response = httpx.post(server.url + "/classify", content=huge, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "at most" in response.json()["error"]["message"]
+    assert 'ptuning_requests_total{status="413"}' in httpx.get(server.url + "/metrics").text
+
+
 def test_models_lists_each_adapter_with_its_labels_method_and_base(server, adapters):
     base, dirs = adapters
     listed = {m["id"]: m for m in httpx.get(server.url + "/v1/models").json()["data"]}

@@ -77,6 +77,11 @@ class ServingConfig:
             if not ok:
                 raise ConfigError(message)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body worth reading: every text at its limit in 4-byte UTF-8, escaped, plus room."""
+        return self.max_inputs * (self.max_input_chars * 4 + 16) + 65536
+
 
 @dataclass(eq=False)
 class _Request:

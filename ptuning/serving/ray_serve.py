@@ -98,7 +98,7 @@ def build_app(
     name: str = "ptuning",
 ):
     """The Ray Serve application: ``serve.run(build_app(...), name=name)`` (the same ``name``)."""
-    api = create_app(RayBackend(name))
+    api = create_app(RayBackend(name), max_body_bytes=config.max_body_bytes)
 
     @serve.deployment(name=INGRESS, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024)
     @serve.ingress(api)

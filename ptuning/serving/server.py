@@ -36,10 +36,10 @@ def parse_adapter_specs(specs: Sequence[str]) -> dict[str, str]:
 
 
 def serve(config: ServingConfig, adapters: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
-          log_level: str = "info") -> None:  # fmt: skip
-    """Load everything, then serve HTTP until interrupted."""
+          log_level: str = "info", access_log: bool = False) -> None:  # fmt: skip
+    """Load everything, then serve HTTP until interrupted. A line per request only with ``access_log``."""
     import uvicorn
 
     engine = Engine(config, adapters)
-    app = create_app(EngineBackend(engine), engine.metrics)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    app = create_app(EngineBackend(engine), engine.metrics, max_body_bytes=config.max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=30)
