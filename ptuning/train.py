@@ -61,8 +61,9 @@ MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 20
 # Automatic max_length: this percentile of the training examples' lengths (prompt and special tokens included),
 # rounded up to a multiple of 8: a few outliers are truncated instead of setting the cost of every long batch.
 LENGTH_PERCENTILE = 99
-# With eval_steps unset, runs shorter than this many epochs evaluate (and checkpoint) this many times in all.
-MIN_EVALUATIONS = 4
+# With eval_steps unset, runs of fewer than this many epochs evaluate (and checkpoint) every 1/SHORT_RUN_EVALUATIONS
+# of their steps, rounded up, and after the last step: at most this many times (a 6-step run: at steps 2, 4 and 6).
+SHORT_RUN_EVALUATIONS = 4
 
 CHECKPOINT_FORMAT = 1
 _HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss")
@@ -100,8 +101,9 @@ class TrainingArguments:
     eval_steps: int | None = field(
         default=None,
         metadata={
-            "help": f"Evaluate (and checkpoint) every N steps; empty: after every epoch, or {MIN_EVALUATIONS} "
-            f"times in all when there are fewer than {MIN_EVALUATIONS} epochs."
+            "help": f"Evaluate (and checkpoint) every N steps; empty: after every epoch, or, with fewer than "
+            f"{SHORT_RUN_EVALUATIONS} epochs, every 1/{SHORT_RUN_EVALUATIONS} of the steps (rounded up): at most "
+            f"{SHORT_RUN_EVALUATIONS} times."
         },
     )
     patience: int | None = field(
@@ -453,10 +455,10 @@ class _Run:
         self.warmup_steps = int(args.warmup_ratio * self.total_steps)
         if args.eval_steps:
             self.eval_every = args.eval_steps
-        elif self.epochs >= MIN_EVALUATIONS:
+        elif self.epochs >= SHORT_RUN_EVALUATIONS:
             self.eval_every = self.steps_per_epoch
         else:
-            self.eval_every = math.ceil(self.total_steps / MIN_EVALUATIONS)
+            self.eval_every = math.ceil(self.total_steps / SHORT_RUN_EVALUATIONS)
         self.eval_batch_size = max(64, 2 * args.batch_size)
 
     def _optimizer(self) -> torch.optim.Optimizer:

@@ -144,7 +144,7 @@ def test_callbacks_receive_progress(tiny, sentiment):
     assert state.elapsed_s > 0 and state.best_step in (3, 6, 9, 12)
 
 
-def test_short_runs_evaluate_four_times(tiny, sentiment):
+def test_short_runs_evaluate_every_quarter_of_their_steps_rounded_up(tiny, sentiment):
     result = train(sentiment(64), config=adapter(tiny), args=fast(epochs=2))
     assert [h["step"] for h in result.state.history] == [2, 4, 6]  # 6 steps: every ceil(6 / 4) = 2
 
