@@ -121,9 +121,13 @@ def test_an_adapter_without_prompt_vectors_trains_its_head_and_reloads(tiny, tmp
 
 
 def test_decoder_backbones_train(tiny, sentiment):
-    result = train(sentiment(32), config=adapter(tiny, "gpt2", pooling="last"), args=fast(epochs=1))
+    clf = PromptClassifier(**adapter(tiny, "gpt2", pooling="last"), labels=["neg", "pos"])
+    before = weights(clf)
+    result = train(sentiment(32), model=clf, args=fast(epochs=1))
+
     assert result.state.step == result.state.total_steps
-    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+    assert [k for k, v in weights(clf).items() if torch.equal(before[k], v)] == []  # prompts and head all moved
+    assert sum(map(sum, result.metrics["confusion_matrix"])) == result.metrics["n_examples"] == 8
 
 
 # -- progress, cancelling, early stopping -----------------------------------------------------------------
