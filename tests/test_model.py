@@ -1,7 +1,9 @@
+import logging
+
 import pytest
 import torch
 
-from ptuning.backbones import load_backbone
+from ptuning.backbones import PADDING_WARNING, load_backbone
 from ptuning.model import PromptClassifier, forward_mixed, predict_mixed
 
 def logits_of(clf, texts):
@@ -170,3 +172,18 @@ def test_vocab_init_has_the_scale_of_real_word_embeddings(tiny):
     words = clf.backbone.model.get_input_embeddings().weight
     ratio = clf.prompt_vectors().detach().norm(dim=1).mean() / words.norm(dim=1).mean()
     assert 0.5 < ratio < 2
+
+
+def test_decoders_drop_only_the_misleading_padding_warning(tiny):
+    bb = load_backbone(tiny("gpt2"))
+    logger = logging.getLogger(type(bb.model).forward.__module__)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logger.addHandler(handler)  # transformers' loggers do not propagate to the root, where caplog listens
+    try:
+        logger.warning(f"GPT2ForSequenceClassification {PADDING_WARNING}. Results may be unexpected")
+        logger.warning("another warning")
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in seen] == ["another warning"]
