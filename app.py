@@ -36,6 +36,8 @@ from ptuning.backbones import default_device
 from ptuning.config import EncoderType, Method, Pooling, PromptConfig, config_help
 from ptuning.data import build_dataset, check_trainable, detect_columns, label_distribution, parse_pasted, read_table
 from ptuning.adapter_files import unpack_adapter_zip
+from ptuning.markdown import code_span, md
+from ptuning.metrics import METRIC_NAMES, summary_metrics
 from ptuning.train import Callback, TrainingArguments, train, training_help
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -156,8 +158,8 @@ def data_summary(dataset, table: pd.DataFrame) -> str:
 
 
 def problems_markdown(problems: list[str], warnings: list[str]) -> str:
-    lines = [f"**Cannot train on this data:** {html.escape(p, quote=False)}" for p in problems]
-    lines += [f"**Note:** {html.escape(w, quote=False)}" for w in warnings]
+    lines = [f"**Cannot train on this data:** {md(p)}" for p in problems]
+    lines += [f"**Note:** {md(w)}" for w in warnings]
     if not problems:
         lines.append("**Ready to train:** go to the **Train** tab.")
     return "\n\n".join(lines)
@@ -336,7 +338,7 @@ def final_text(result) -> str:
     if state.best_metric is not None:
         text += f". Best validation {state.metric_name}: **{state.best_metric:.4f}** at step {state.best_step}"
     text += f". {model.num_trainable_parameters():,} trainable parameters; try it on the **Classify** tab."
-    return "\n\n".join([text, *(f"**Note:** {html.escape(w, quote=False)}" for w in result.warnings)])
+    return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
 
 
 def duration(seconds: float) -> str:
@@ -347,11 +349,7 @@ def duration(seconds: float) -> str:
 def metrics_markdown(metrics: dict) -> str:
     if not metrics:
         return "No validation set, so no metrics: set a validation split above 0 to measure the adapter."
-    names = {
-        "accuracy": "accuracy", "macro_f1": "macro F1", "pearson": "Pearson r", "spearman": "Spearman ρ",
-        "mse": "mean squared error", "mae": "mean absolute error",
-    }
-    values = [f"{label} **{metrics[key]:.4f}**" for key, label in names.items() if metrics.get(key) is not None]
+    values = [f"{METRIC_NAMES[key].phrase} **{v:.4f}**" for key, v in summary_metrics(metrics) if v is not None]
     text = f"**Validation on {metrics.get('n_examples', '?')} examples:** {', '.join(values)}"
     per_class = metrics.get("per_class") or {}
     if per_class:
@@ -361,11 +359,6 @@ def metrics_markdown(metrics: dict) -> str:
             for name, m in per_class.items()
         )
     return text
-
-
-def md(text: str) -> str:
-    """A label as literal text inside a Markdown table cell."""
-    return html.escape(str(text), quote=False).replace("|", "\\|")
 
 
 def confusion_html(metrics: dict, labels: list[str]) -> str:
@@ -442,7 +435,7 @@ def load_adapter(repo_id: str, token_text: str, endpoint: str | None, oauth_toke
         raise refuse("Type a Hub repo id such as user/sentiment-prompt.")
     with user_errors():
         model = PromptClassifier.from_pretrained(repo_id, token=hub_token(token_text, oauth_token), endpoint=endpoint)
-    return model, f"Loaded `{md(repo_id)}`."
+    return model, f"Loaded {code_span(repo_id)}."
 
 
 def load_adapter_zip(file: str | None):
@@ -453,7 +446,7 @@ def load_adapter_zip(file: str | None):
         with user_errors():
             unpack_adapter_zip(file, Path(folder))
             model = PromptClassifier.from_pretrained(folder)
-    return model, f"Loaded `{md(Path(file).name)}`."
+    return model, f"Loaded {code_span(Path(file).name)}."
 
 
 def describe_adapter(model: PromptClassifier | None) -> str:
@@ -463,8 +456,8 @@ def describe_adapter(model: PromptClassifier | None) -> str:
     what = f"{len(c.labels)} classes ({', '.join(md(x) for x in c.labels[:8])}{'…' if len(c.labels) > 8 else ''})"
     if c.task == "regression":
         what = "regression"
-    where = f"{c.method.value}, {c.num_virtual_tokens} prompt vectors at `{md(c.placement)}`"
-    return f"**Adapter ready:** {what} · {where} · base `{md(c.base_model)}`"
+    where = f"{c.method.value}, {c.num_virtual_tokens} prompt vectors at {code_span(c.placement)}"
+    return f"**Adapter ready:** {what} · {where} · base {code_span(c.base_model)}"
 
 
 # --------------------------------------------------------------------------------------------- Hub tab

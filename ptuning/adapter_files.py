@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,9 +33,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PTUNING_CONFIG = "ptuning_config.json"
 RESUME_WEIGHTS = "ptuning_resume.safetensors"
+CARD_FILE = "README.md"  # the model card, written by model_card.py when an adapter goes to the Hub
+# The only names that travel (to and from the Hub, in and out of a zip). Weights are safetensors only: never pickles.
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, CARD_FILE)
 FORMAT_VERSION = 1
 MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
-_ZIP_MEMBERS = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, "README.md")
 _HEAD_PREFIX, _OWN_HEAD_PREFIX, _DEEP = "base_model.", "ptuning.head.", "ptuning.deep_prompts"
 
 
@@ -125,27 +126,6 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise AdapterError(f"{path.name} is not a readable safetensors file ({e}); the adapter is corrupt") from None
 
 
-def resolve_adapter_dir(
-    path_or_repo_id: str | Path,
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    endpoint: str | None = None,
-    include_resume: bool = False,
-) -> Path:
-    """A local adapter directory, downloading a Hub repo (cached) when ``path_or_repo_id`` is not a local path."""
-    path = Path(path_or_repo_id).expanduser()
-    if path.is_dir():
-        return path
-    from .hub import download_adapter, is_repo_id
-
-    if path.exists() or not is_repo_id(str(path_or_repo_id)):
-        raise AdapterError(f"no adapter directory at {str(path_or_repo_id)!r} (give a directory or a Hub repo id)")
-    return download_adapter(
-        str(path_or_repo_id), revision=revision, token=token, endpoint=endpoint, include_resume=include_resume
-    )
-
-
 def unpack_adapter_zip(file: str, folder: Path) -> None:
     """Extract only the adapter files of a zip (at its root or in one folder); refuse unsafe or oversized ones."""
     try:
@@ -158,7 +138,7 @@ def unpack_adapter_zip(file: str, folder: Path) -> None:
             path = PurePosixPath(info.filename.replace("\\", "/"))
             if path.is_absolute() or ".." in path.parts or ":" in info.filename:
                 raise AdapterError(f"the zip holds an unsafe path ({info.filename!r}); it was not opened")
-            if info.is_dir() or path.name not in _ZIP_MEMBERS:
+            if info.is_dir() or path.name not in ADAPTER_FILES:
                 continue  # other files (.DS_Store, __MACOSX/...) are ignored, never extracted
             if path.name in members:
                 raise AdapterError(f"the zip holds two copies of {path.name}: zip one adapter folder only")
@@ -175,21 +155,10 @@ def unpack_adapter_zip(file: str, folder: Path) -> None:
                 shutil.copyfileobj(source, target)
 
 
-def load_adapter(
-    cls,
-    path_or_repo_id: str | Path,
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    endpoint: str | None = None,
-    device=None,
-    base_model: str | None = None,
-    include_resume: bool = False,
-):
-    """Build a ``cls`` (PromptClassifier) from adapter files; see the module docstring for what is checked."""
-    directory = resolve_adapter_dir(
-        path_or_repo_id, revision=revision, token=token, endpoint=endpoint, include_resume=include_resume
-    )
+def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | None = None):
+    """Build a ``cls`` (PromptClassifier) from the adapter files in ``directory``; see the module docstring for what
+    is checked. ``base_model`` replaces the base the files name."""
+    directory = Path(directory)
     if not (directory / ADAPTER_CONFIG).is_file():
         raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
     if not (directory / ADAPTER_WEIGHTS).is_file():
@@ -302,36 +271,3 @@ def _config_from_peft(peft: dict, tensors: dict) -> PromptConfig:
         placement="start",
         pooling=Pooling.MODEL,
     )
-
-
-def push_adapter_to_hub(clf, repo_id: str, token=None, private=False, endpoint=None, commit_message=None) -> str:
-    """Save ``clf`` with its model card into a temporary directory and upload it in one commit."""
-    from .hub import make_model_card, push_adapter
-
-    with tempfile.TemporaryDirectory() as tmp:
-        save_adapter(clf, tmp)
-        make_model_card(card_info(clf, Path(tmp), repo_id)).save(Path(tmp) / "README.md")
-        return push_adapter(tmp, repo_id, token=token, private=private, endpoint=endpoint, commit_message=commit_message)
-
-
-def card_info(clf, directory: Path, repo_id: str | None = None) -> dict:
-    """What the model card says about ``clf`` (see ``hub.make_model_card``)."""
-    cfg = clf.config
-    info = dict(clf.info)
-    return {
-        "base_model": cfg.base_model,
-        "labels": cfg.labels,
-        "task": cfg.task,
-        "method": cfg.method.value,
-        "placement": cfg.placement,
-        "pooling": cfg.pooling.value,
-        "num_virtual_tokens": cfg.num_virtual_tokens,
-        "peft_compatible": clf.peft_incompatible_reason is None,
-        "peft_incompatible_reason": clf.peft_incompatible_reason,
-        "metrics": info.get("metrics"),
-        "dataset_description": info.get("dataset_description"),
-        "training": info.get("training"),
-        "adapter_bytes": (directory / ADAPTER_WEIGHTS).stat().st_size,
-        "trainable_params": clf.num_trainable_parameters(),
-        "repo_id": repo_id,
-    }

@@ -328,8 +328,9 @@ class _interrupt_sets:
 
 
 def _summary(metrics: dict) -> str:
-    keys = ("accuracy", "macro_f1") if "accuracy" in metrics else ("pearson", "spearman", "mse", "mae")
-    return ", ".join(f"{k} {metrics[k]:.4f}" if metrics.get(k) is not None else f"{k} n/a" for k in keys)
+    from .metrics import summary_metrics
+
+    return ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in summary_metrics(metrics))
 
 
 # -------------------------------------------------------------------------------------------------- evaluate
