@@ -38,7 +38,8 @@ from ptuning.data import build_dataset, check_trainable, detect_columns, label_d
 from ptuning.adapter_files import unpack_adapter_zip
 from ptuning.markdown import code_span, md
 from ptuning.metrics import METRIC_NAMES, summary_metrics
-from ptuning.train import Callback, TrainingArguments, train, training_help
+from ptuning.train import Callback, TrainingArguments, train
+from ptuning.training_args import training_help
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 EXAMPLES = {  # examples/README.md tells where each comes from

@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _training_help(name: str) -> str:
-    from .train import TrainingArguments, training_help
+    from .training_args import TrainingArguments, training_help
 
     default = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == name)
     text = training_help(name)
