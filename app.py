@@ -1,7 +1,7 @@
 """The ptuning web app: load labelled examples, train a soft-prompt adapter, classify, share it on the Hub.
 
 Widgets and wiring only: every computation is a call into the ``ptuning`` library. Per-user things (the table,
-the dataset, the trained adapter, the cancel switch of a run) live in ``gr.State``; nothing here is shared
+the dataset, the trained adapter, the training job that Stop cancels) live in ``gr.State``; nothing here is shared
 between users except the library's read-only cache of frozen backbones.
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
@@ -16,13 +16,9 @@ try:  # ZeroGPU: `spaces` must come before torch touches CUDA; off ZeroGPU its d
 except ImportError:
     spaces = None
 
-import copy
 import dataclasses
 import html
-import queue
-import shutil
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,10 +31,11 @@ from ptuning import EMBEDDED_ID, PromptClassifier, PtuningError
 from ptuning.backbones import default_device
 from ptuning.config import EncoderType, Method, Pooling, PromptConfig, config_help
 from ptuning.data import build_dataset, check_trainable, detect_columns, label_distribution, parse_pasted, read_table
-from ptuning.adapter_files import unpack_adapter_zip
+from ptuning.adapter_files import pack_adapter_zip, unpack_adapter_zip
+from ptuning.jobs import TrainingJob
 from ptuning.markdown import code_span, md
 from ptuning.metrics import METRIC_NAMES, summary_metrics
-from ptuning.train import Callback, TrainingArguments, train
+from ptuning.train import TrainingArguments
 from ptuning.training_args import training_help
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -167,19 +164,6 @@ def problems_markdown(problems: list[str], warnings: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- Train tab
-class QueueCallback(Callback):
-    """Hands the training thread's progress to the UI generator (a copy: the trainer keeps changing its state)."""
-
-    def __init__(self, events: queue.Queue):
-        self.events = events
-
-    def on_step_end(self, state):
-        self.events.put(("step", copy.copy(state)))
-
-    def on_evaluate(self, state, metrics):
-        self.events.put(("eval", copy.copy(state)))
-
-
 def run_training(
     data,
     base_model: str,
@@ -199,7 +183,36 @@ def run_training(
     """Train an adapter on the loaded data; yields progress, then the metrics and the adapter zip."""
     if data is None:
         raise refuse("No usable data: load a table on the Data tab first (and fix the problems it lists).")
-    config = {
+    config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
+    args = training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience)
+    job = TrainingJob(data, config=config, args=args)
+    curves = Curves(job)
+    try:
+        yield train_update(
+            job=job, train_button=gr.Button(interactive=False), stop_button=gr.Button(interactive=True),
+            status=f"Loading the base model and reading the data… (device: {device_name()})", plot=None,
+            validation=None, metrics="", confusion="", download=gr.DownloadButton(visible=False),
+        )  # fmt: skip
+        for event in job:
+            if curves.add(event):
+                yield train_update(status=progress_text(event.state), **curves.shown())
+        with user_errors():
+            result = job.result()
+        with tempfile.TemporaryDirectory(prefix="ptuning-run-") as folder:  # Gradio copies the zip before resuming
+            archive = pack_adapter_zip(result.model, Path(folder) / "ptuning-adapter.zip")
+            yield train_update(
+                model=result.model, status=final_text(result), **curves.shown(),
+                metrics=metrics_markdown(result.metrics),
+                confusion=confusion_html(result.metrics, result.model.config.labels),
+                download=gr.DownloadButton(value=str(archive), visible=True),
+            )  # fmt: skip
+    finally:
+        job.cancel()  # the page was closed or training failed: let the run end too
+
+
+def adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text) -> dict:
+    """The PromptConfig options the Train tab's widgets set (labels and task come from the data)."""
+    return {
         "base_model": (base_model or "").strip(),
         "method": method,
         "num_virtual_tokens": int(prompt_length or 0),
@@ -209,8 +222,12 @@ def run_training(
         "init": "text" if (init_text or "").strip() else "vocab",
         "init_text": (init_text or "").strip(),
     }
+
+
+def training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience) -> TrainingArguments:
+    """The TrainingArguments the Train tab's widgets set (empty or 0 epochs: automatic)."""
     with user_errors():
-        args = TrainingArguments(
+        return TrainingArguments(
             epochs=int(epochs) if epochs else None,
             lr=as_number(learning_rate, "learning rate"),
             batch_size=int(batch_size or 32),
@@ -218,64 +235,28 @@ def run_training(
             val_split=float(validation_split or 0),
             patience=int(patience) if patience is not None else None,
         )
-    cancel, events, outcome = threading.Event(), queue.Queue(), {}
 
-    def work():
-        try:
-            outcome["result"] = train(data, config=config, args=args, callbacks=[QueueCallback(events)], cancel=cancel)
-        except BaseException as error:  # handed to the UI thread, which raises it there
-            outcome["error"] = error
-        finally:
-            events.put(("done", None))
 
-    threading.Thread(target=work, name="ptuning-train", daemon=True).start()
-    losses: list[dict] = []
-    validation: list[dict] = []
-    workdir = Path(tempfile.mkdtemp(prefix="ptuning-run-"))
-    try:
-        yield train_update(
-            cancel=cancel,
-            train_button=gr.Button(interactive=False),
-            stop_button=gr.Button(interactive=True),
-            status=f"Loading the base model and reading the data… (device: {device_name()})",
-            plot=None,
-            validation=None,
-            metrics="",
-            confusion="",
-            download=gr.DownloadButton(visible=False),
-        )
-        last = 0.0
-        while True:
-            kind, state = events.get()
-            if kind == "done":
-                break
-            if kind == "step" and state.loss is not None:
-                losses.append({"step": state.step, "loss": state.loss})
-            if kind == "eval":
-                validation += validation_points(state.history[-1])
-            if kind == "eval" or (events.empty() and time.monotonic() - last > 0.3):
-                last = time.monotonic()
-                yield train_update(
-                    status=progress_text(state), plot=pd.DataFrame(losses), validation=validation_chart(validation)
-                )
-        if "error" in outcome:
-            with user_errors():
-                raise outcome["error"]
-        result = outcome["result"]
-        adapter = result.model.save_pretrained(workdir / "adapter")
-        archive = shutil.make_archive(str(workdir / "ptuning-adapter"), "zip", root_dir=adapter)
-        yield train_update(
-            model=result.model,
-            status=final_text(result),
-            plot=pd.DataFrame(losses),
-            validation=validation_chart(validation),
-            metrics=metrics_markdown(result.metrics),
-            confusion=confusion_html(result.metrics, result.model.config.labels),
-            download=gr.DownloadButton(value=archive, visible=True),
-        )
-    finally:
-        cancel.set()  # the page was closed or training failed: let the thread end too
-        shutil.rmtree(workdir, ignore_errors=True)  # Gradio has copied the zip by now
+class Curves:
+    """The loss and validation curves of a running job, redrawn at every evaluation, otherwise at most every
+    0.3 s and only once the job's pending events are all read (a redraw costs more than a step of a tiny model)."""
+
+    def __init__(self, job: TrainingJob):
+        self.job, self.losses, self.validation, self.drawn = job, [], [], 0.0
+
+    def add(self, event) -> bool:
+        """Take in one event; True when the curves should be redrawn now."""
+        if event.kind == "step" and event.state.loss is not None:
+            self.losses.append({"step": event.state.step, "loss": event.state.loss})
+        if event.kind == "eval":
+            self.validation += validation_points(event.state.history[-1])
+        if event.kind == "eval" or (self.job.caught_up() and time.monotonic() - self.drawn > 0.3):
+            self.drawn = time.monotonic()
+            return True
+        return False
+
+    def shown(self) -> dict:
+        return {"plot": pd.DataFrame(self.losses), "validation": validation_chart(self.validation)}
 
 
 def as_number(value: str | float | None, name: str) -> float | None:
@@ -289,7 +270,7 @@ def as_number(value: str | float | None, name: str) -> float | None:
 
 
 TRAIN_OUTPUTS = (
-    "cancel", "model", "train_button", "stop_button", "status", "plot", "validation", "metrics", "confusion", "download"
+    "job", "model", "train_button", "stop_button", "status", "plot", "validation", "metrics", "confusion", "download"
 )
 
 
@@ -298,9 +279,9 @@ def train_update(**values) -> tuple:
     return tuple(values.get(name, gr.skip()) for name in TRAIN_OUTPUTS)
 
 
-def stop_training(cancel: threading.Event | None):
-    if cancel is not None:
-        cancel.set()
+def stop_training(job: TrainingJob | None):
+    if job is not None:
+        job.cancel()
     return "Stopping after this step; the best adapter so far is kept…", gr.Button(interactive=False)
 
 
@@ -490,7 +471,7 @@ def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
     """The whole app; ``hub_endpoint`` is the Hub server to push to and load from (None: huggingface.co)."""
     with gr.Blocks(title="P-Tuning: soft prompts for text classifiers", delete_cache=(3600, 3600)) as app:
         table_state, data_state, model_state = gr.State(None), gr.State(None), gr.State(None)
-        cancel_state, endpoint_state = gr.State(None), gr.State(hub_endpoint)
+        job_state, endpoint_state = gr.State(None), gr.State(hub_endpoint)
         gr.Markdown(
             "# P-Tuning\nTrain a few **soft-prompt vectors** (and a small head) for a frozen text classifier: "
             "load labelled examples, train, classify, share the small adapter on the Hub."
@@ -621,7 +602,7 @@ def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
 
         settings = [base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed,
                     validation_split, pooling, encoder_type, init_text, patience]
-        outputs = [cancel_state, model_state, train_button, stop_button, status, loss_plot, val_plot, metrics_box,
+        outputs = [job_state, model_state, train_button, stop_button, status, loss_plot, val_plot, metrics_box,
                    confusion_box, download]  # in TRAIN_OUTPUTS order
         training = train_button.click(
             gpu(run_training, TRAIN_GPU_SECONDS), [data_state, *settings], outputs, api_name="train",
@@ -629,7 +610,7 @@ def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
         )
         training.then(lambda: (gr.Button(interactive=True), gr.Button(interactive=False)), None,
                       [train_button, stop_button], api_visibility="private")  # also after an error
-        stop_button.click(stop_training, cancel_state, [status, stop_button], api_visibility="private", queue=False)
+        stop_button.click(stop_training, job_state, [status, stop_button], api_visibility="private", queue=False)
 
         predicting = dict(concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
         gr.on([classify_button.click, text.submit], gpu(classify), [text, model_state], prediction,

@@ -7,7 +7,10 @@ A directory holds:
   (``base_model.classifier.*`` / ``base_model.score.*``) or ours (``ptuning.head.*``), plus ``ptuning.deep_prompts``
   for deep prompts. PEFT ignores tensors it does not know;
 - ``ptuning_config.json``: what PEFT has no field for (labels, placement, method, pooling, training info);
-- ``ptuning_resume.safetensors`` (p-tuning only): the encoder's weights, needed to resume training, not to predict.
+- ``ptuning_resume.safetensors`` (p-tuning only): the encoder's weights, needed to resume training, not to predict;
+- ``README.md`` (on the Hub): the model card (``model_card.py``).
+
+The same files travel in a zip (``pack_adapter_zip`` / ``unpack_adapter_zip``: the app's download and upload).
 
 Loading trusts nothing: safetensors only (no pickle), JSON checked against the backbone, every mismatch named.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -124,6 +128,29 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
         raise AdapterError(f"{path.name} is not a readable safetensors file ({e}); the adapter is corrupt") from None
+
+
+def pack_adapter_zip(adapter, path: str | Path) -> Path:
+    """Zip an adapter's files at the root of the archive ``path``, as ``unpack_adapter_zip`` reads them back.
+
+    ``adapter`` is a PromptClassifier (saved first into a temporary folder) or a directory of adapter files.
+    """
+    path = Path(path)
+    if isinstance(adapter, (str, Path)):
+        return _zip_adapter_files(Path(adapter), path)
+    with tempfile.TemporaryDirectory(prefix="ptuning-zip-") as folder:
+        return _zip_adapter_files(save_adapter(adapter, folder), path)
+
+
+def _zip_adapter_files(folder: Path, path: Path) -> Path:
+    names = [name for name in ADAPTER_FILES if (folder / name).is_file()]
+    missing = [name for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if name not in names]
+    if missing:
+        raise AdapterError(f"{folder} has no {' or '.join(missing)}: save the adapter there before zipping it")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            archive.write(folder / name, name)
+    return path
 
 
 def unpack_adapter_zip(file: str, folder: Path) -> None:

@@ -149,3 +149,16 @@ def test_push_then_load_from_the_hub_gives_identical_predictions(tiny, hub_serve
     loaded = PromptClassifier.from_pretrained("alice/tiny-prompt", endpoint=hub_server.endpoint)
     assert torch.allclose(scores(loaded, texts), scores(clf, texts), atol=1e-6)
     assert loaded.info["metrics"]["accuracy"] == 0.75
+
+
+def test_a_packed_zip_unpacks_to_the_same_adapter(tiny, tmp_path, make, texts):
+    from ptuning.adapter_files import pack_adapter_zip, unpack_adapter_zip
+
+    clf = make(tiny("bert"), method="p-tuning")
+    archive = pack_adapter_zip(clf, tmp_path / "adapter.zip")
+    (tmp_path / "out").mkdir()
+    unpack_adapter_zip(str(archive), tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS
+    ]
+    assert torch.equal(scores(PromptClassifier.from_pretrained(tmp_path / "out"), texts), scores(clf, texts))
