@@ -29,14 +29,16 @@ import torch
 
 from ptuning import EMBEDDED_ID, PromptClassifier, PtuningError
 from ptuning.backbones import default_device
-from ptuning.config import EncoderType, Method, Pooling, PromptConfig, config_help
-from ptuning.data import build_dataset, check_trainable, detect_columns, label_distribution, parse_pasted, read_table
+from ptuning.config import EncoderType, Method, Pooling, PromptConfig
+from ptuning.data import (
+    build_dataset, build_texts, check_trainable, detect_columns, label_distribution, parse_pasted, read_table,
+)
 from ptuning.adapter_files import pack_adapter_zip, unpack_adapter_zip
 from ptuning.jobs import TrainingJob
 from ptuning.markdown import code_span, md
 from ptuning.metrics import METRIC_NAMES, summary_metrics
+from ptuning.options import field_help
 from ptuning.train import TrainingArguments
-from ptuning.training_args import training_help
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 EXAMPLES = {  # examples/README.md tells where each comes from
@@ -390,9 +392,7 @@ def classify_file(file: str | None, model: PromptClassifier | None) -> str:
         raise refuse("Upload a file of texts first.")
     with user_errors():
         table = read_table(file)
-        text_column, _, pair_column = detect_columns(table, guess_label=False)
-        only_texts = table[[c for c in (text_column, pair_column) if c]]  # a label column may hold anything
-        texts = build_dataset(only_texts, text_column=text_column, pair_column=pair_column, require_labels=False)
+        texts = build_texts(table)
         predictions = model.predict(texts.texts, texts.text_pairs)
     if model.config.task == "regression":
         table["predicted_value"] = [p["score"] for p in predictions]
@@ -504,37 +504,37 @@ def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
                 gr.Markdown(f"Training runs on: **{device_name()}**")
                 with gr.Row():
                     with gr.Column(scale=2):
-                        base_model = gr.Textbox(EMBEDDED_ID, label="Base model", info=config_help("base_model"))
+                        base_model = gr.Textbox(EMBEDDED_ID, label="Base model", info=field_help(PromptConfig, "base_model"))
                         method = gr.Radio([m.value for m in Method], value=PROMPT_DEFAULTS["method"].value,
-                                          label="Method", info=config_help("method"))
+                                          label="Method", info=field_help(PromptConfig, "method"))
                         with gr.Row():
                             prompt_length = gr.Number(PROMPT_DEFAULTS["num_virtual_tokens"], label="Prompt length",
-                                                      precision=0, minimum=1, info=config_help("num_virtual_tokens"))
+                                                      precision=0, minimum=1, info=field_help(PromptConfig, "num_virtual_tokens"))
                             placement = gr.Dropdown(PLACEMENTS, value=PROMPT_DEFAULTS["placement"],
                                                     allow_custom_value=True, label="Placement",
-                                                    info=config_help("placement"))
+                                                    info=field_help(PromptConfig, "placement"))
                         with gr.Row():
                             epochs = gr.Number(0, label="Epochs (0 = automatic)", precision=0, minimum=0,
-                                               info=training_help("epochs"))
+                                               info=field_help(TrainingArguments, "epochs"))
                             learning_rate = gr.Textbox("", label="Learning rate", placeholder="automatic",
-                                                       info=training_help("lr"))
+                                                       info=field_help(TrainingArguments, "lr"))
                         with gr.Row():
                             batch_size = gr.Number(TRAINING_DEFAULTS["batch_size"], label="Batch size", precision=0,
-                                                   minimum=1, info=training_help("batch_size"))
+                                                   minimum=1, info=field_help(TrainingArguments, "batch_size"))
                             seed = gr.Number(TRAINING_DEFAULTS["seed"], label="Seed", precision=0,
-                                             info=training_help("seed"))
+                                             info=field_help(TrainingArguments, "seed"))
                         validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05,
-                                                     label="Validation split", info=training_help("val_split"))
+                                                     label="Validation split", info=field_help(TrainingArguments, "val_split"))
                         with gr.Accordion("More settings", open=False):
                             pooling = gr.Radio([p.value for p in Pooling], value=PROMPT_DEFAULTS["pooling"].value,
-                                               label="Pooling", info=config_help("pooling"))
+                                               label="Pooling", info=field_help(PromptConfig, "pooling"))
                             encoder_type = gr.Radio([e.value for e in EncoderType],
                                                     value=PROMPT_DEFAULTS["encoder_type"].value,
-                                                    label="P-tuning encoder", info=config_help("encoder_type"))
+                                                    label="P-tuning encoder", info=field_help(PromptConfig, "encoder_type"))
                             init_text = gr.Textbox(label="Initialise the prompt from a text (optional)",
-                                                   info=config_help("init_text"))
+                                                   info=field_help(PromptConfig, "init_text"))
                             patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience",
-                                                 precision=0, minimum=0, info=training_help("patience"))
+                                                 precision=0, minimum=0, info=field_help(TrainingArguments, "patience"))
                         with gr.Row():
                             train_button = gr.Button("Train", variant="primary")
                             stop_button = gr.Button("Stop", variant="stop", interactive=False)

@@ -1,8 +1,8 @@
 """Reading and validating the user's tables of labelled examples.
 
-    file  -> read_table   -+
-                           +-> DataFrame -> build_dataset -> Dataset -> check_trainable, split_dataset
-    paste -> parse_pasted -+
+    file  -> read_table   -+                 +-> build_dataset -> Dataset -> check_trainable, split_dataset
+                           +-> DataFrame ----+
+    paste -> parse_pasted -+                 +-> build_texts   -> Dataset without labels (to classify)
 
 Tokenisation and batching live with the model; this module only turns a user's file into clean lists.
 
@@ -516,6 +516,36 @@ def load_dataset(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, **
         ['ham', 'spam']
     """
     return build_dataset(read_table(path, max_bytes=max_bytes), **kwargs)
+
+
+def build_texts(df: pd.DataFrame, text_column: str | None = None, pair_column: str | None = None) -> Dataset:
+    """The texts (and second texts) of a table to classify, as a Dataset without labels.
+
+    Columns are chosen as by detect_columns, but no label is looked for: a label column, or any other, is left
+    alone. Repeated texts are fine to classify, so they are not warned about.
+
+    Example:
+        >>> build_texts(pd.DataFrame({"message": ["hi", "hi"], "label": ["a", None]})).texts
+        ['hi', 'hi']
+    """
+    text, _, pair = detect_columns(df, text_column, None, pair_column, guess_label=False)
+    data = build_dataset(df[[c for c in (text, pair) if c]], text_column=text, pair_column=pair, require_labels=False)
+    repeated = set(_duplicate_warnings(data.texts, data.text_pairs, None))
+    data.warnings = [w for w in data.warnings if w not in repeated]
+    return data
+
+
+def read_texts(
+    path: str | PathLike, text_column: str | None = None, pair_column: str | None = None, *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Dataset:  # fmt: skip
+    """read_table then build_texts: the texts of a file to classify.
+
+    Example:
+        >>> len(read_texts("examples/sms_spam.csv"))
+        400
+    """
+    return build_texts(read_table(path, max_bytes=max_bytes), text_column, pair_column)
 
 
 def _texts(column: pd.Series, name: str, problems: list[str]) -> list[str]:

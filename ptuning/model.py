@@ -25,7 +25,7 @@ from torch import nn
 from .adapter_files import CARD_FILE, load_adapter, save_adapter
 from .backbones import deep_prompts, load_backbone
 from .batching import collate, encode, length_grouped_batches
-from .config import Method, Pooling, PromptConfig
+from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
 from .errors import ConfigError
 from .hub import adapter_directory, push_adapter
@@ -133,14 +133,7 @@ class PromptClassifier(nn.Module):
     @property
     def peft_incompatible_reason(self) -> str | None:
         """Why PEFT cannot load this adapter, or None when it can."""
-        c = self.config
-        if c.method == Method.DEEP:
-            return "deep prompts (one table per layer) have no PEFT equivalent that runs on this backbone"
-        if self.placement.kind != "start":
-            return f"PEFT only prepends prompts; this adapter places them '{c.placement}'"
-        if c.pooling != Pooling.MODEL:
-            return f"PEFT uses the backbone's own head; this adapter's head reads '{c.pooling.value}' pooling"
-        return None
+        return peft_incompatible_reason(self.config.method, self.config.placement, self.config.pooling)
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's format) and ptuning's own files."""

@@ -1,12 +1,12 @@
 """How to train: one dataclass (SetFit's ``training_args.py``), and the rules that fill in its automatic values.
 
 Every field has a default that works; the ``None`` ones are chosen from the data when the run starts. The help
-texts are read by the CLI (``--help``) and the app (widget info), so they are written for users.
+texts are read by the CLI (``--help``) and the app (widget info), so they are written for users; the metadata
+follows the convention of ``options.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,7 +59,10 @@ class TrainingArguments:
     batch_size: int = field(default=32, metadata={"help": "Examples per training step (per process)."})
     warmup_ratio: float = field(
         default=0.1,
-        metadata={"help": "Share of the steps in which the learning rate rises from 0; then it falls linearly to 0."},
+        metadata={
+            "help": "Share of the steps in which the learning rate rises from 0; then it falls linearly to 0.",
+            "metavar": "F",
+        },
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip gradients to this norm; 0 turns clipping off."})
@@ -84,16 +87,26 @@ class TrainingArguments:
         },
     )
     device: str | None = field(
-        default=None, metadata={"help": "cuda, cuda:1, mps or cpu; empty: the best available (cuda, mps, then cpu)."}
+        default=None,
+        metadata={"help": "cuda, cuda:1, mps or cpu; empty: the best available (cuda, mps, then cpu).", "metavar": "D"},
     )
     val_split: float = field(
         default=0.1,
-        metadata={"help": "Fraction of the data held out for validation when no evaluation file is given; 0: none."},
+        metadata={
+            "help": "Fraction of the data held out for validation when no evaluation file is given; 0: none.",
+            "metavar": "F",
+        },
     )
     checkpoint_dir: str | None = field(
         default=None, metadata={"help": "Save a checkpoint here at every evaluation, to resume from."}
     )
-    resume: bool = field(default=False, metadata={"help": "Continue the run saved in checkpoint_dir."})
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue the run saved in checkpoint_dir.",
+            "cli_help": "Continue the interrupted run saved in DIR/checkpoint.",
+        },
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -112,11 +125,6 @@ class TrainingArguments:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-
-
-def training_help(name: str) -> str:
-    """The help text of a ``TrainingArguments`` field (for the CLI and the app)."""
-    return next(f.metadata.get("help", "") for f in dataclasses.fields(TrainingArguments) if f.name == name)
 
 
 def auto_epochs(n_train: int, batch_size: int, processes: int = 1) -> int:
