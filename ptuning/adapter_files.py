@@ -186,36 +186,8 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
     """Build a ``cls`` (PromptClassifier) from the adapter files in ``directory``; see the module docstring for what
     is checked. ``base_model`` replaces the base the files name."""
     directory = Path(directory)
-    if not (directory / ADAPTER_CONFIG).is_file():
-        raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
-    if not (directory / ADAPTER_WEIGHTS).is_file():
-        raise AdapterError(
-            f"{directory} has no {ADAPTER_WEIGHTS} (only safetensors weights are loaded, never pickles)"
-        )
-    peft = _read_json(directory / ADAPTER_CONFIG)
-    tensors = _read_tensors(directory / ADAPTER_WEIGHTS)
-    if peft.get("peft_type") not in ("PROMPT_TUNING", "P_TUNING"):
-        raise AdapterError(
-            f"peft_type {peft.get('peft_type')!r} is not supported: ptuning loads PROMPT_TUNING and P_TUNING adapters"
-        )
-    if peft.get("task_type") not in ("SEQ_CLS", None):
-        raise AdapterError(f"task_type {peft.get('task_type')!r} is not supported: ptuning loads SEQ_CLS adapters")
-    if "prompt_embeddings" not in tensors:
-        raise AdapterError(f"{ADAPTER_WEIGHTS} has no 'prompt_embeddings' tensor")
-
-    if (directory / PTUNING_CONFIG).is_file():
-        ours = _read_json(directory / PTUNING_CONFIG)
-        if not isinstance(ours.get("config"), dict):
-            raise AdapterError(f"{PTUNING_CONFIG} has no 'config' object")
-        if ours.get("format_version", 0) > FORMAT_VERSION:
-            raise AdapterError(f"{PTUNING_CONFIG} was written by a newer ptuning (format {ours['format_version']})")
-        try:
-            config = PromptConfig.from_dict(dict(ours["config"]))
-        except (PtuningError, TypeError) as e:
-            raise AdapterError(f"{PTUNING_CONFIG}: {e}") from None
-        info = ours.get("info") if isinstance(ours.get("info"), dict) else {}
-    else:
-        config, info = _config_from_peft(peft, tensors), {"source": "peft"}
+    peft, tensors = _read_peft_files(directory)
+    config, info = _read_config(directory, peft, tensors)
     if base_model:
         config.base_model = base_model
     elif not config.base_model:
@@ -247,6 +219,44 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
     clf.head.requires_grad_(config.train_head)
     clf.eval()
     return clf
+
+
+def _read_peft_files(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``adapter_config.json`` and ``adapter_model.safetensors``, refused unless a PROMPT_TUNING / P_TUNING SEQ_CLS
+    adapter with its prompt."""
+    if not (directory / ADAPTER_CONFIG).is_file():
+        raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
+    if not (directory / ADAPTER_WEIGHTS).is_file():
+        raise AdapterError(
+            f"{directory} has no {ADAPTER_WEIGHTS} (only safetensors weights are loaded, never pickles)"
+        )
+    peft = _read_json(directory / ADAPTER_CONFIG)
+    tensors = _read_tensors(directory / ADAPTER_WEIGHTS)
+    if peft.get("peft_type") not in ("PROMPT_TUNING", "P_TUNING"):
+        raise AdapterError(
+            f"peft_type {peft.get('peft_type')!r} is not supported: ptuning loads PROMPT_TUNING and P_TUNING adapters"
+        )
+    if peft.get("task_type") not in ("SEQ_CLS", None):
+        raise AdapterError(f"task_type {peft.get('task_type')!r} is not supported: ptuning loads SEQ_CLS adapters")
+    if "prompt_embeddings" not in tensors:
+        raise AdapterError(f"{ADAPTER_WEIGHTS} has no 'prompt_embeddings' tensor")
+    return peft, tensors
+
+
+def _read_config(directory: Path, peft: dict, tensors: dict) -> tuple[PromptConfig, dict]:
+    """The adapter's config and info: from ``ptuning_config.json``, or made up for an adapter PEFT saved."""
+    if not (directory / PTUNING_CONFIG).is_file():
+        return _config_from_peft(peft, tensors), {"source": "peft"}
+    ours = _read_json(directory / PTUNING_CONFIG)
+    if not isinstance(ours.get("config"), dict):
+        raise AdapterError(f"{PTUNING_CONFIG} has no 'config' object")
+    if ours.get("format_version", 0) > FORMAT_VERSION:
+        raise AdapterError(f"{PTUNING_CONFIG} was written by a newer ptuning (format {ours['format_version']})")
+    try:
+        config = PromptConfig.from_dict(dict(ours["config"]))
+    except (PtuningError, TypeError) as e:
+        raise AdapterError(f"{PTUNING_CONFIG}: {e}") from None
+    return config, ours.get("info") if isinstance(ours.get("info"), dict) else {}
 
 
 def _load_module(module: torch.nn.Module, tensors: dict, prefix: str, filename: str) -> None:

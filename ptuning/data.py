@@ -477,17 +477,7 @@ def build_dataset(
     texts = _texts(df[text_col], text_col, problems)
     pairs = _texts(df[pair_col], pair_col, problems) if pair_col else None
 
-    labels: list = []
-    if label_col is None:
-        task = task or "classification"
-    else:
-        column = df[label_col]
-        guessed = "classification" if label_names is not None else infer_task(column.drop_duplicates().tolist())
-        task = task or guessed
-        if task == "regression":
-            labels = _regression_labels(column, problems)
-        else:
-            labels, label_names = _class_labels(column, label_names, problems)
+    task, labels, label_names = _labels(df[label_col] if label_col else None, task, label_names, problems)
     if problems:
         raise DataError("; ".join(problems) + ". " + _ROW_NOTE)
     if task == "classification" and label_col is not None and len(label_names) < 2:
@@ -546,6 +536,19 @@ def read_texts(
         400
     """
     return build_texts(read_table(path, max_bytes=max_bytes), text_column, pair_column)
+
+
+def _labels(
+    column: pd.Series | None, task: str | None, label_names: list[str] | None, problems: list[str]
+) -> tuple[str, list, list[str] | None]:
+    """``(task, labels, label_names)`` of a label column (None: no labels); the task guessed unless given."""
+    if column is None:
+        return task or "classification", [], label_names
+    guessed = "classification" if label_names is not None else infer_task(column.drop_duplicates().tolist())
+    task = task or guessed
+    if task == "regression":
+        return task, _regression_labels(column, problems), label_names
+    return (task, *_class_labels(column, label_names, problems))
 
 
 def _texts(column: pd.Series, name: str, problems: list[str]) -> list[str]:

@@ -105,38 +105,7 @@ def make_model_card(info: dict[str, Any]) -> ModelCard:
 def _card_body(
     info: dict[str, Any], *, base: str, task: str, labels: list[str], metrics: dict[str, float], name: str, peft: bool
 ) -> str:
-    repo_id = info.get("repo_id")
-    method = info.get("method")
-    tokens = info.get("num_virtual_tokens")
-    placement = info.get("placement")
-    out = [f"# {md(name)}", ""]
-
-    what = f"A soft-prompt adapter for the frozen text classifier {md(base)}"
-    if tokens:
-        what += f": {int(tokens)} virtual tokens"
-    if method:
-        what += f" trained with {md(METHOD_NAMES.get(method, method))}"
-    if placement:
-        what += f", placed as {md(placement)}"
-    out += [
-        what + ". The backbone's weights are unchanged: only the prompts and the classification head were trained,"
-        " with the ptuning library.",
-        "",
-    ]
-
-    facts = [("Base model", md(base)), ("Task", md(task))]
-    if method:
-        facts.append(("Method", md(method)))
-    if tokens:
-        facts.append(("Virtual tokens", str(int(tokens))))
-    if placement:
-        facts.append(("Placement", md(placement)))
-    if info.get("trainable_params") is not None:
-        facts.append(("Trainable parameters", f"{int(info['trainable_params']):,}"))
-    if info.get("adapter_bytes") is not None:
-        facts.append(("Adapter size", _human_bytes(int(info["adapter_bytes"]))))
-    out += table(("", ""), facts)
-
+    out = [f"# {md(name)}", ""] + _what_it_is(info, base, task)
     if labels:
         out += ["## Labels", ""] + table(("id", "label"), [(str(i), md(label)) for i, label in enumerate(labels)])
     if info.get("dataset_description"):
@@ -148,9 +117,43 @@ def _card_body(
         split = f" on the {md(info['eval_split'])} split" if info.get("eval_split") else ""
         out += ["## Results", "", f"Measured{split} after training.", ""]
         out += table(("metric", "value"), [(md(metric_title(k)), f"{v:.4f}") for k, v in metrics.items()])
+    out += _how_to_use(info, base, task, labels, peft)
+    return "\n".join(out)
 
-    target = repo_id or "path/to/adapter"
-    out += [
+
+def _what_it_is(info: dict[str, Any], base: str, task: str) -> list[str]:
+    """A sentence on what was trained on what, then a table of the facts."""
+    method, tokens, placement = info.get("method"), info.get("num_virtual_tokens"), info.get("placement")
+    what = f"A soft-prompt adapter for the frozen text classifier {md(base)}"
+    if tokens:
+        what += f": {int(tokens)} virtual tokens"
+    if method:
+        what += f" trained with {md(METHOD_NAMES.get(method, method))}"
+    if placement:
+        what += f", placed as {md(placement)}"
+    out = [
+        what + ". The backbone's weights are unchanged: only the prompts and the classification head were trained,"
+        " with the ptuning library.",
+        "",
+    ]
+    facts = [("Base model", md(base)), ("Task", md(task))]
+    if method:
+        facts.append(("Method", md(method)))
+    if tokens:
+        facts.append(("Virtual tokens", str(int(tokens))))
+    if placement:
+        facts.append(("Placement", md(placement)))
+    if info.get("trainable_params") is not None:
+        facts.append(("Trainable parameters", f"{int(info['trainable_params']):,}"))
+    if info.get("adapter_bytes") is not None:
+        facts.append(("Adapter size", _human_bytes(int(info["adapter_bytes"]))))
+    return out + table(("", ""), facts)
+
+
+def _how_to_use(info: dict[str, Any], base: str, task: str, labels: list[str], peft: bool) -> list[str]:
+    """Loading the adapter with ptuning, from the command line, and with PEFT when it can."""
+    target = info.get("repo_id") or "path/to/adapter"
+    out = [
         "## How to use",
         "",
         "With ptuning:",
@@ -167,26 +170,24 @@ def _card_body(
         code_block("bash", f"python -m ptuning predict {shlex.quote(target)} {shlex.quote('an example text')}"),
         "",
     ]
-    if peft:
-        num_labels = 1 if task == "regression" else len(labels)
-        labels_arg = f", num_labels={num_labels}" if num_labels else ""
-        out += [
-            "With PEFT, which can load this adapter as it is:",
-            "",
-            code_block(
-                "python",
-                "from peft import PeftModel\n"
-                "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
-                f"base = AutoModelForSequenceClassification.from_pretrained({json.dumps(base)}{labels_arg})\n"
-                f"model = PeftModel.from_pretrained(base, {json.dumps(target)})\n"
-                f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(base)})",
-            ),
-            "",
-        ]
-    else:
+    if not peft:
         reason = info.get("peft_incompatible_reason") or "it uses a prompt layout that PEFT does not implement"
-        out += [f"PEFT cannot load this adapter: {md(str(reason))}. Use ptuning as above.", ""]
-    return "\n".join(out)
+        return out + [f"PEFT cannot load this adapter: {md(str(reason))}. Use ptuning as above.", ""]
+    num_labels = 1 if task == "regression" else len(labels)
+    labels_arg = f", num_labels={num_labels}" if num_labels else ""
+    return out + [
+        "With PEFT, which can load this adapter as it is:",
+        "",
+        code_block(
+            "python",
+            "from peft import PeftModel\n"
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            f"base = AutoModelForSequenceClassification.from_pretrained({json.dumps(base)}{labels_arg})\n"
+            f"model = PeftModel.from_pretrained(base, {json.dumps(target)})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(base)})",
+        ),
+        "",
+    ]
 
 
 def _is_number(value: Any) -> bool:

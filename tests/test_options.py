@@ -51,8 +51,8 @@ def test_help_shows_the_flag_metavar_help_and_default():
 
 
 def test_train_flags_keep_their_names_and_reach_the_dataclasses():
-    argv = ["train", "d.csv", "--out", "o", "--model", "m", "--prompt-length", "7", "--encoder", "lstm", "--freeze-head",
-            "--head-lr", "0.5", "--val-split", "0.2", "--resume"]  # fmt: skip
+    argv = ["train", "d.csv", "--out", "o", "--model", "m", "--prompt-length", "7", "--encoder", "lstm",
+            "--freeze-head", "--head-lr", "0.5", "--val-split", "0.2", "--resume"]  # fmt: skip
     a = build_parser().parse_args(argv)
     assert given_options(a, PromptConfig) == {
         "base_model": "m", "num_virtual_tokens": 7, "encoder_type": "LSTM", "train_head": False
