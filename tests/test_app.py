@@ -3,6 +3,7 @@
 Training uses a tiny random BERT, so numbers mean nothing; the tests check what is shown, not how good it is.
 """
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -195,3 +196,11 @@ def test_train_settings_start_at_the_library_defaults(client):
     assert shown["encoder_type"] == config.encoder_type.value
     assert (shown["batch_size"], shown["seed"], shown["patience"]) == (args.batch_size, args.seed, args.patience)
     assert shown["validation_split"] == args.val_split
+
+
+def test_a_training_update_names_its_outputs_or_fails():
+    from app import TrainView
+
+    assert len(TrainView.update(status="x")) == len(dataclasses.fields(TrainView))
+    with pytest.raises(TypeError, match="stauts"):
+        TrainView.update(stauts="a typo")
