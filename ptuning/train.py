@@ -199,10 +199,17 @@ def train(
     >>> result.metrics["accuracy"], result.state.best_step
     (0.86, 240)
     """
-    trainer = Trainer(
-        data, eval_data=eval_data, model=model, config=config, args=args, callbacks=callbacks, cancel=cancel,
-        init_adapter=init_adapter,
-    )  # fmt: skip
+    from accelerate.utils import set_seed
+
+    check_trainable(data)
+    args = args or TrainingArguments()
+    accelerator, device = _accelerator(args.device, model)
+    set_seed(args.seed)
+    clf, fresh = _build_adapter(data, model, config, init_adapter, device)
+    run_data = _run_data(data, eval_data, clf, args)
+    if fresh and clf.config.task == "regression":
+        _start_head_at(clf, float(np.mean(run_data.train.labels)))
+    trainer = Trainer(clf, run_data, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel)
     return trainer.run(out_dir, description)
 
 
@@ -254,8 +261,14 @@ class _Record:
     loss_count: int = 0
 
 
+@dataclass
 class _Clock:
     """Times the run as this process sees it; a resumed run starts from the time its checkpoint had."""
+
+    began: float = 0.0  # perf_counter() when this session of the run started
+    first_step: int = 0
+    before: float = 0.0  # seconds the run had taken before this session
+    seen: int = 0  # training examples since, over all processes
 
     def start(self, state: TrainState) -> None:
         self.began, self.first_step, self.before, self.seen = time.perf_counter(), state.step, state.elapsed_s, 0
@@ -274,55 +287,46 @@ _SAVED_STATE = ("step", "epoch", "history", "metric_name", "best_metric", "best_
 
 
 class Trainer:
-    """One training run in small named steps (minGPT-style); callbacks hear how it goes.
+    """The loop of one training run, in small named steps (minGPT-style); callbacks hear how it goes.
 
-    >>> trainer = Trainer(load_dataset("reviews.csv"), config={"method": "deep"}, args=TrainingArguments(epochs=3))
+    ``train()`` prepares what a run starts from (the adapter, its data, the accelerator) and hands it over:
+
+    >>> trainer = Trainer(clf, run_data, TrainingArguments(epochs=3), accelerator=Accelerator())
     >>> trainer.plan.total_steps, trainer.run(out_dir="runs/reviews").metrics["accuracy"]
     (90, 0.86)
 
-    The whole state of the run is made here, in order: devices and seed, the adapter, the data, the plan, the
-    optimizer and scheduler, the progress; then, with ``args.resume``, the checkpoint overwrites what it saved.
-    ``run()`` repeats ``train_step`` (and ``evaluate`` / ``save_checkpoint``) until the plan is done, the run is
-    cancelled or stops early, then ``finish``es.
+    The whole state of the run is made here, in order: the plan, the optimizer and scheduler, the progress; then,
+    with ``args.resume``, the checkpoint overwrites what it saved. ``run()`` repeats ``train_step`` (and
+    ``evaluate`` / ``save_checkpoint``) until the plan is done, the run is cancelled or stops early, then
+    ``finish``es.
     """
 
     def __init__(
         self,
-        data: Dataset,
+        clf: PromptClassifier,
+        data: RunData,
+        args: TrainingArguments,
         *,
-        eval_data: Dataset | None = None,
-        model: PromptClassifier | None = None,
-        config: PromptConfig | dict | None = None,
-        args: TrainingArguments | None = None,
+        accelerator,
         callbacks: Sequence[Callback] = (),
         cancel: threading.Event | Callable[[], bool] | None = None,
-        init_adapter: str | Path | None = None,
     ):
-        from accelerate.utils import set_seed
-
-        check_trainable(data)
-        self.args = args or TrainingArguments()
+        self.clf, self.data, self.args, self.accelerator = clf, data, args, accelerator
         self.callbacks, self.cancel = list(callbacks), cancel
-        self.accelerator, device = _accelerator(self.args.device, model)
-        set_seed(self.args.seed)
-        self.clf, fresh = _build_adapter(data, model, config, init_adapter, device)
-        self.data = _run_data(data, eval_data, self.clf, self.args)
-        if fresh and self.clf.config.task == "regression":
-            _start_head_at(self.clf, float(np.mean(self.data.train.labels)))
-        self.plan = _plan(self.args, self.clf, self.data, self.accelerator.num_processes)
-        self.optimizer = _optimizer(self.clf, self.plan, self.args.weight_decay)
+        self.plan = _plan(args, clf, data, accelerator.num_processes)
+        self.optimizer = _optimizer(clf, self.plan, args.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_schedule(self.plan.total_steps, self.plan.warmup_steps)
         )
-        self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs, warnings=self.data.warnings)
+        self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs, warnings=data.warnings)
         self.record = _Record()
         self.clock = _Clock()
-        if self.args.resume:
+        if args.resume:
             self.resume()
         self.state.learning_rate = self.scheduler.get_last_lr()[0]
         # The adapter is prepared, not the backbone: under DDP only the adapter's parameters are synchronised. Steps
         # go through the wrapped pair; checkpoints read the optimizer itself.
-        self.wrapped_model, self.wrapped_optimizer = self.accelerator.prepare(self.clf, self.optimizer)
+        self.wrapped_model, self.wrapped_optimizer = accelerator.prepare(clf, self.optimizer)
 
     # ------------------------------------------------------------------------------------------ the loop
     def run(self, out_dir: str | Path | None = None, description: str | None = None) -> TrainResult:
@@ -526,7 +530,7 @@ class Trainer:
         return info
 
 
-# --------------------------------------------------------------------------------------------- the steps of setup
+# --------------------------------------------------------------------------------------------- preparing a run
 def _accelerator(device: str | None, model: PromptClassifier | None):
     """Accelerate's handle and the device to train on: the model's, the one asked for, or the best available."""
     from accelerate import Accelerator
