@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from .backbones import EMBEDDED_ID, HEAD_SUFFIXES, load_backbone
 from .config import Method, Pooling, PromptConfig
+from .data import human_size
 from .encoders import PromptTable
 from .errors import AdapterError, PtuningError
 
@@ -63,7 +64,7 @@ def save_adapter(clf, directory: str | Path) -> Path:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.prompt.state_dict().items()}, resume)
     elif resume.exists():
         resume.unlink()  # a stale encoder from an earlier save would not match these prompts
-    _write_json(out / ADAPTER_CONFIG, peft_config(clf))
+    write_json(out / ADAPTER_CONFIG, peft_config(clf))
     ours = {
         "format_version": FORMAT_VERSION,
         "config": cfg.to_dict(),
@@ -71,7 +72,7 @@ def save_adapter(clf, directory: str | Path) -> Path:
         "peft_incompatible_reason": clf.peft_incompatible_reason,
         "info": clf.info,
     }
-    _write_json(out / PTUNING_CONFIG, ours)
+    write_json(out / PTUNING_CONFIG, ours)
     return out
 
 
@@ -109,7 +110,8 @@ def peft_config(clf) -> dict[str, Any]:
     return d
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
+    """JSON as the adapter and checkpoint files hold it: sorted, indented, UTF-8, one final newline."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -175,8 +177,8 @@ def unpack_adapter_zip(file: str, folder: Path) -> None:
             raise AdapterError(f"the zip has no {' or '.join(missing)}: it is not a ptuning or PEFT adapter")
         size = sum(info.file_size for info in members.values())  # zipfile never reads past these sizes
         if size > MAX_ADAPTER_BYTES:
-            limit = MAX_ADAPTER_BYTES // 2**20
-            raise AdapterError(f"the adapter files take {size / 2**20:.0f} MiB unzipped; the limit is {limit} MiB")
+            limit = human_size(MAX_ADAPTER_BYTES)
+            raise AdapterError(f"the adapter files take {human_size(size)} unzipped; the limit is {limit}")
         for name, info in members.items():
             with archive.open(info) as source, open(folder / name, "wb") as target:
                 shutil.copyfileobj(source, target)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file, save_file
 
+from .adapter_files import write_json
 from .errors import ConfigError
 from .model import PromptClassifier
 from .training_args import TrainingArguments
@@ -114,9 +115,7 @@ def save_checkpoint(
     tensors, meta = _optimizer_tensors(optimizer)
     save_file(tensors, staging / OPTIMIZER_STATE)
     save_file(rng, staging / RNG_STATE)
-    state = {**trainer, "format_version": CHECKPOINT_FORMAT, "optimizer": meta}
-    text = json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    (staging / TRAINER_STATE).write_text(text, encoding="utf-8")
+    write_json(staging / TRAINER_STATE, {**trainer, "format_version": CHECKPOINT_FORMAT, "optimizer": meta})
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         directory.rename(old)

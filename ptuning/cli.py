@@ -68,9 +68,7 @@ def _add_train(sub) -> None:
         "--init-adapter", metavar="ADAPTER", help="Continue training a saved adapter (directory or Hub repo id)."
     )
     g = p.add_argument_group("data")
-    g.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected: text, sentence, ...).")
-    g.add_argument("--label-column", metavar="C", help="Column of the labels (default: detected: label, target, ...).")
-    g.add_argument("--pair-column", metavar="C", help="Column of second texts, for pair tasks (default: detected).")
+    _add_data_columns(g, labels=True)
     g.add_argument(
         "--task", choices=["classification", "regression"],
         help="Default: regression when the labels are many distinct numbers, else classification.",
@@ -134,9 +132,11 @@ def _add_push(sub) -> None:
 
 
 def _add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
-    p.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected).")
+    p.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected: text, sentence, ...).")
     if labels:
-        p.add_argument("--label-column", metavar="C", help="Column of the labels (default: detected).")
+        p.add_argument(
+            "--label-column", metavar="C", help="Column of the labels (default: detected: label, target, ...)."
+        )
     p.add_argument("--pair-column", metavar="C", help="Column of second texts, for pair tasks (default: detected).")
 
 

@@ -115,7 +115,7 @@ def read_table(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> p
         raise DataError(f"file not found: {path}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise DataError(f"{path.name} is {_size(size)}; the limit is {_size(max_bytes)}. Use a smaller file.")
+        raise DataError(f"{path.name} is {human_size(size)}; the limit is {human_size(max_bytes)}. Use a smaller file.")
     if size == 0:
         raise DataError(f"{path.name} is empty")
     suffix = path.suffix.lower()
@@ -146,7 +146,7 @@ def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFra
         raise DataError("the pasted text is empty")
     size = len(text.encode("utf-8"))
     if size > max_bytes:
-        raise DataError(f"the pasted text is {_size(size)}; the limit is {_size(max_bytes)}")
+        raise DataError(f"the pasted text is {human_size(size)}; the limit is {human_size(max_bytes)}")
     name, warnings = "the pasted text", []
     stripped = text.strip()
     if stripped.startswith("["):
@@ -163,10 +163,17 @@ def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFra
     return _finish(df, name, warnings)
 
 
-def _size(n_bytes: int) -> str:
-    if n_bytes < 2**10:
-        return f"{n_bytes} bytes"
-    return f"{n_bytes / 2**10:.1f} KiB" if n_bytes < 2**20 else f"{n_bytes / 2**20:.1f} MiB"
+def human_size(n_bytes: int) -> str:
+    """A size as people read it, in messages and model cards: bytes, or KiB, MiB or GiB with one decimal.
+
+    Example:
+        >>> human_size(512), human_size(1536), human_size(3 * 2**20)
+        ('512 bytes', '1.5 KiB', '3.0 MiB')
+    """
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
 
 
 def _decode(data: bytes, name: str, warnings: list[str]) -> str:

@@ -181,10 +181,8 @@ def download_adapter(
 
 
 def _check_repo_id(repo_id: str) -> None:
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise HubError(f"'{repo_id}' is not a valid repo id: use 'user/name' (letters, digits, '-', '_', '.')") from err
+    if not is_valid_repo_id(repo_id):
+        raise HubError(f"'{repo_id}' is not a valid repo id: use 'user/name' (letters, digits, '-', '_', '.')")
 
 
 def _hub_error(err: Exception, *, repo_id: str, endpoint: str, action: str, secret: str | None) -> HubError:

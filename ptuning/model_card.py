@@ -17,6 +17,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .adapter_files import ADAPTER_WEIGHTS
+from .data import human_size
 from .hub import is_valid_repo_id
 from .markdown import code_block, md, md_block, table
 from .metrics import metric_title
@@ -146,7 +147,7 @@ def _what_it_is(info: dict[str, Any], base: str, task: str) -> list[str]:
     if info.get("trainable_params") is not None:
         facts.append(("Trainable parameters", f"{int(info['trainable_params']):,}"))
     if info.get("adapter_bytes") is not None:
-        facts.append(("Adapter size", _human_bytes(int(info["adapter_bytes"]))))
+        facts.append(("Adapter size", human_size(int(info["adapter_bytes"]))))
     return out + table(("", ""), facts)
 
 
@@ -203,10 +204,3 @@ def _format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(_format_value(v) for v in value)
     return str(value)
-
-
-def _human_bytes(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    exponent = min(int(math.log(size, 1024)), 3)
-    return f"{size / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"

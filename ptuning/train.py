@@ -410,7 +410,7 @@ class Trainer:
         state.metric_name = name
         if _is_better(value, val_loss, state.best_metric, record.best_loss, higher):
             state.best_metric, state.best_step, record.best_loss = value, state.step, val_loss
-            record.best_weights = {k: v.detach().clone() for k, v in clf.state_dict().items()}
+            record.best_weights = _copy_weights(clf)
             record.since_best = 0
         else:
             record.since_best += 1
@@ -464,7 +464,7 @@ class Trainer:
         saved = load_checkpoint(Path(self.args.checkpoint_dir), self.identity(), self.clf.device)
         self.clf.load_state_dict(saved.model.state_dict())
         if saved.best is not None:
-            self.record.best_weights = {k: v.detach().clone() for k, v in saved.best.state_dict().items()}
+            self.record.best_weights = _copy_weights(saved.best)
         self.optimizer.load_state_dict(saved.optimizer)
         self.scheduler.load_state_dict(saved.trainer["scheduler"])
         for key in _SAVED_STATE:
@@ -654,6 +654,10 @@ def _optimizer(clf: PromptClassifier, plan: Plan, weight_decay: float) -> torch.
     if head:
         groups.append({"params": head, "lr": plan.head_lr, "name": "head"})
     return torch.optim.AdamW(groups, lr=plan.lr, weight_decay=weight_decay)
+
+
+def _copy_weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def _is_better(value: float, loss: float, best: float | None, best_loss: float, higher: bool) -> bool:
