@@ -1,7 +1,7 @@
 """The ptuning web app: load labelled examples, train a soft-prompt adapter, classify, share it on the Hub.
 
 Widgets and wiring only: every computation is a call into the ``ptuning`` library. Per-user things (the table,
-the dataset, the trained adapter, the cancel switch of a run) live in ``gr.State``; nothing here is shared
+the dataset, the trained adapter, the training job that Stop cancels) live in ``gr.State``; nothing here is shared
 between users except the library's read-only cache of frozen backbones.
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
@@ -16,15 +16,13 @@ try:  # ZeroGPU: `spaces` must come before torch touches CUDA; off ZeroGPU its d
 except ImportError:
     spaces = None
 
-import copy
 import dataclasses
 import html
-import queue
-import shutil
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -33,10 +31,16 @@ import torch
 
 from ptuning import EMBEDDED_ID, PromptClassifier, PtuningError
 from ptuning.backbones import default_device
-from ptuning.config import EncoderType, Method, Pooling, PromptConfig, config_help
-from ptuning.data import build_dataset, check_trainable, detect_columns, label_distribution, parse_pasted, read_table
-from ptuning.adapter_files import unpack_adapter_zip
-from ptuning.train import Callback, TrainingArguments, train, training_help
+from ptuning.config import EncoderType, Method, Pooling, PromptConfig
+from ptuning.data import (
+    build_dataset, build_texts, check_trainable, detect_columns, label_distribution, parse_pasted, read_table,
+)
+from ptuning.adapter_files import pack_adapter_zip, unpack_adapter_zip
+from ptuning.jobs import TrainingJob
+from ptuning.markdown import code_span, md
+from ptuning.metrics import METRIC_NAMES, summary_metrics
+from ptuning.options import field_help
+from ptuning.train import TrainingArguments
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 EXAMPLES = {  # examples/README.md tells where each comes from
@@ -81,6 +85,55 @@ def device_name() -> str:
     return f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type.upper()
 
 
+# --------------------------------------------------------------------------------------------- outputs
+@dataclass
+class Outputs:
+    """The components an event updates, by name: the wiring lists them with ``components()`` and the handler
+    returns ``update(**values)``, both in field order, so the two cannot disagree."""
+
+    def components(self) -> list:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+    @classmethod
+    def update(cls, **values) -> tuple:
+        """The values given, in field order; the components not named keep what they show."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no {', '.join(unknown)}")
+        return tuple(values.get(name, gr.skip()) for name in names)
+
+
+@dataclass
+class DataView(Outputs):
+    """What reading a table changes: the per-user table and dataset, and the Data tab's widgets."""
+
+    table: gr.State
+    dataset: gr.State
+    preview: gr.Dataframe
+    text_column: gr.Dropdown
+    label_column: gr.Dropdown
+    distribution: gr.BarPlot
+    summary: gr.Markdown
+    problems: gr.Markdown
+
+
+@dataclass
+class TrainView(Outputs):
+    """What a training run changes: its job (for Stop), the trained adapter, and the Train tab's widgets."""
+
+    job: gr.State
+    model: gr.State
+    train_button: gr.Button
+    stop_button: gr.Button
+    status: gr.Markdown
+    plot: gr.LinePlot
+    validation: gr.LinePlot
+    metrics: gr.Markdown
+    confusion: gr.HTML
+    download: gr.DownloadButton
+
+
 # --------------------------------------------------------------------------------------------- Data tab
 def load_file(file: str | None):
     """Read an uploaded table and show it (columns detected, problems listed)."""
@@ -109,11 +162,14 @@ def choose_columns(table: pd.DataFrame | None, text_column: str | None, label_co
 
 
 def show_table(table: pd.DataFrame | None, text_column=None, label_column=None, problem: str | None = None):
-    """(table, dataset, preview, text column, label column, distribution, summary, problems) for the Data tab."""
+    """The Data tab (a DataView) for ``table``: the dataset when it can be trained on, else the problems."""
     if table is None:
         nothing = gr.Dropdown(choices=[], value=None)
-        message = problems_markdown([problem], []) if problem else ""
-        return None, None, gr.Dataframe(visible=False), nothing, nothing, gr.BarPlot(visible=False), NO_DATA, message
+        return DataView.update(
+            table=None, dataset=None, preview=gr.Dataframe(visible=False), text_column=nothing, label_column=nothing,
+            distribution=gr.BarPlot(visible=False), summary=NO_DATA,
+            problems=problems_markdown([problem], []) if problem else "",
+        )  # fmt: skip
     dataset, problems = None, []
     try:
         text_column, label_column, _ = detect_columns(table, text_column or None, label_column or None)
@@ -123,16 +179,18 @@ def show_table(table: pd.DataFrame | None, text_column=None, label_column=None, 
         problems.append(str(error))
     columns = list(table.columns)
     counts = label_distribution(dataset) if dataset is not None else {}  # shown even when a check failed
-    return (
-        table,
-        None if problems else dataset,
-        gr.Dataframe(table.head(50), visible=True, column_widths=preview_widths(columns, text_column)),
-        gr.Dropdown(choices=columns, value=text_column),
-        gr.Dropdown(choices=columns, value=label_column),
-        gr.BarPlot(pd.DataFrame({"label": list(counts), "examples": list(counts.values())}), sort=list(counts),
-                   visible=bool(counts)),
-        data_summary(dataset, table),
-        problems_markdown(problems, dataset.warnings if dataset is not None else table.attrs.get("warnings", [])),
+    return DataView.update(
+        table=table,
+        dataset=None if problems else dataset,
+        preview=gr.Dataframe(table.head(50), visible=True, column_widths=preview_widths(columns, text_column)),
+        text_column=gr.Dropdown(choices=columns, value=text_column),
+        label_column=gr.Dropdown(choices=columns, value=label_column),
+        distribution=gr.BarPlot(pd.DataFrame({"label": list(counts), "examples": list(counts.values())}),
+                                sort=list(counts), visible=bool(counts)),
+        summary=data_summary(dataset, table),
+        problems=problems_markdown(
+            problems, dataset.warnings if dataset is not None else table.attrs.get("warnings", [])
+        ),
     )
 
 
@@ -156,27 +214,14 @@ def data_summary(dataset, table: pd.DataFrame) -> str:
 
 
 def problems_markdown(problems: list[str], warnings: list[str]) -> str:
-    lines = [f"**Cannot train on this data:** {html.escape(p, quote=False)}" for p in problems]
-    lines += [f"**Note:** {html.escape(w, quote=False)}" for w in warnings]
+    lines = [f"**Cannot train on this data:** {md(p)}" for p in problems]
+    lines += [f"**Note:** {md(w)}" for w in warnings]
     if not problems:
         lines.append("**Ready to train:** go to the **Train** tab.")
     return "\n\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------- Train tab
-class QueueCallback(Callback):
-    """Hands the training thread's progress to the UI generator (a copy: the trainer keeps changing its state)."""
-
-    def __init__(self, events: queue.Queue):
-        self.events = events
-
-    def on_step_end(self, state):
-        self.events.put(("step", copy.copy(state)))
-
-    def on_evaluate(self, state, metrics):
-        self.events.put(("eval", copy.copy(state)))
-
-
 def run_training(
     data,
     base_model: str,
@@ -193,10 +238,39 @@ def run_training(
     init_text: str,
     patience: float | None,
 ):
-    """Train an adapter on the loaded data; yields progress, then the metrics and the adapter zip."""
+    """Train an adapter on the loaded data; yields TrainView updates: progress, then the metrics and the adapter zip."""
     if data is None:
         raise refuse("No usable data: load a table on the Data tab first (and fix the problems it lists).")
-    config = {
+    config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
+    args = training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience)
+    job = TrainingJob(data, config=config, args=args)
+    curves = Curves(job)
+    try:
+        yield TrainView.update(
+            job=job, train_button=gr.Button(interactive=False), stop_button=gr.Button(interactive=True),
+            status=f"Loading the base model and reading the data… (device: {device_name()})", plot=None,
+            validation=None, metrics="", confusion="", download=gr.DownloadButton(visible=False),
+        )  # fmt: skip
+        for event in job:
+            if curves.add(event):
+                yield TrainView.update(status=progress_text(event.state), **curves.shown())
+        with user_errors():
+            result = job.result()
+        with tempfile.TemporaryDirectory(prefix="ptuning-run-") as folder:  # Gradio copies the zip before resuming
+            archive = pack_adapter_zip(result.model, Path(folder) / "ptuning-adapter.zip")
+            yield TrainView.update(
+                model=result.model, status=final_text(result), **curves.shown(),
+                metrics=metrics_markdown(result.metrics),
+                confusion=confusion_html(result.metrics, result.model.config.labels),
+                download=gr.DownloadButton(value=str(archive), visible=True),
+            )  # fmt: skip
+    finally:
+        job.cancel()  # the page was closed or training failed: let the run end too
+
+
+def adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text) -> dict:
+    """The PromptConfig options the Train tab's widgets set (labels and task come from the data)."""
+    return {
         "base_model": (base_model or "").strip(),
         "method": method,
         "num_virtual_tokens": int(prompt_length or 0),
@@ -206,8 +280,12 @@ def run_training(
         "init": "text" if (init_text or "").strip() else "vocab",
         "init_text": (init_text or "").strip(),
     }
+
+
+def training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience) -> TrainingArguments:
+    """The TrainingArguments the Train tab's widgets set (empty or 0 epochs: automatic)."""
     with user_errors():
-        args = TrainingArguments(
+        return TrainingArguments(
             epochs=int(epochs) if epochs else None,
             lr=as_number(learning_rate, "learning rate"),
             batch_size=int(batch_size or 32),
@@ -215,64 +293,28 @@ def run_training(
             val_split=float(validation_split or 0),
             patience=int(patience) if patience is not None else None,
         )
-    cancel, events, outcome = threading.Event(), queue.Queue(), {}
 
-    def work():
-        try:
-            outcome["result"] = train(data, config=config, args=args, callbacks=[QueueCallback(events)], cancel=cancel)
-        except BaseException as error:  # handed to the UI thread, which raises it there
-            outcome["error"] = error
-        finally:
-            events.put(("done", None))
 
-    threading.Thread(target=work, name="ptuning-train", daemon=True).start()
-    losses: list[dict] = []
-    validation: list[dict] = []
-    workdir = Path(tempfile.mkdtemp(prefix="ptuning-run-"))
-    try:
-        yield train_update(
-            cancel=cancel,
-            train_button=gr.Button(interactive=False),
-            stop_button=gr.Button(interactive=True),
-            status=f"Loading the base model and reading the data… (device: {device_name()})",
-            plot=None,
-            validation=None,
-            metrics="",
-            confusion="",
-            download=gr.DownloadButton(visible=False),
-        )
-        last = 0.0
-        while True:
-            kind, state = events.get()
-            if kind == "done":
-                break
-            if kind == "step" and state.loss is not None:
-                losses.append({"step": state.step, "loss": state.loss})
-            if kind == "eval":
-                validation += validation_points(state.history[-1])
-            if kind == "eval" or (events.empty() and time.monotonic() - last > 0.3):
-                last = time.monotonic()
-                yield train_update(
-                    status=progress_text(state), plot=pd.DataFrame(losses), validation=validation_chart(validation)
-                )
-        if "error" in outcome:
-            with user_errors():
-                raise outcome["error"]
-        result = outcome["result"]
-        adapter = result.model.save_pretrained(workdir / "adapter")
-        archive = shutil.make_archive(str(workdir / "ptuning-adapter"), "zip", root_dir=adapter)
-        yield train_update(
-            model=result.model,
-            status=final_text(result),
-            plot=pd.DataFrame(losses),
-            validation=validation_chart(validation),
-            metrics=metrics_markdown(result.metrics),
-            confusion=confusion_html(result.metrics, result.model.config.labels),
-            download=gr.DownloadButton(value=archive, visible=True),
-        )
-    finally:
-        cancel.set()  # the page was closed or training failed: let the thread end too
-        shutil.rmtree(workdir, ignore_errors=True)  # Gradio has copied the zip by now
+class Curves:
+    """The loss and validation curves of a running job, redrawn at every evaluation, otherwise at most every
+    0.3 s and only once the job's pending events are all read (a redraw costs more than a step of a tiny model)."""
+
+    def __init__(self, job: TrainingJob):
+        self.job, self.losses, self.validation, self.drawn = job, [], [], 0.0
+
+    def add(self, event) -> bool:
+        """Take in one event; True when the curves should be redrawn now."""
+        if event.kind == "step" and event.state.loss is not None:
+            self.losses.append({"step": event.state.step, "loss": event.state.loss})
+        if event.kind == "eval":
+            self.validation += validation_points(event.state.history[-1])
+        if event.kind == "eval" or (self.job.caught_up() and time.monotonic() - self.drawn > 0.3):
+            self.drawn = time.monotonic()
+            return True
+        return False
+
+    def shown(self) -> dict:
+        return {"plot": pd.DataFrame(self.losses), "validation": validation_chart(self.validation)}
 
 
 def as_number(value: str | float | None, name: str) -> float | None:
@@ -285,19 +327,9 @@ def as_number(value: str | float | None, name: str) -> float | None:
         raise refuse(f"the {name} must be a number such as 0.01, or empty for automatic; not {value!r}") from None
 
 
-TRAIN_OUTPUTS = (
-    "cancel", "model", "train_button", "stop_button", "status", "plot", "validation", "metrics", "confusion", "download"
-)
-
-
-def train_update(**values) -> tuple:
-    """One yield of run_training: the values given, in TRAIN_OUTPUTS order; the other outputs stay as they are."""
-    return tuple(values.get(name, gr.skip()) for name in TRAIN_OUTPUTS)
-
-
-def stop_training(cancel: threading.Event | None):
-    if cancel is not None:
-        cancel.set()
+def stop_training(job: TrainingJob | None):
+    if job is not None:
+        job.cancel()
     return "Stopping after this step; the best adapter so far is kept…", gr.Button(interactive=False)
 
 
@@ -336,7 +368,7 @@ def final_text(result) -> str:
     if state.best_metric is not None:
         text += f". Best validation {state.metric_name}: **{state.best_metric:.4f}** at step {state.best_step}"
     text += f". {model.num_trainable_parameters():,} trainable parameters; try it on the **Classify** tab."
-    return "\n\n".join([text, *(f"**Note:** {html.escape(w, quote=False)}" for w in result.warnings)])
+    return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
 
 
 def duration(seconds: float) -> str:
@@ -347,11 +379,7 @@ def duration(seconds: float) -> str:
 def metrics_markdown(metrics: dict) -> str:
     if not metrics:
         return "No validation set, so no metrics: set a validation split above 0 to measure the adapter."
-    names = {
-        "accuracy": "accuracy", "macro_f1": "macro F1", "pearson": "Pearson r", "spearman": "Spearman ρ",
-        "mse": "mean squared error", "mae": "mean absolute error",
-    }
-    values = [f"{label} **{metrics[key]:.4f}**" for key, label in names.items() if metrics.get(key) is not None]
+    values = [f"{METRIC_NAMES[key].phrase} **{v:.4f}**" for key, v in summary_metrics(metrics) if v is not None]
     text = f"**Validation on {metrics.get('n_examples', '?')} examples:** {', '.join(values)}"
     per_class = metrics.get("per_class") or {}
     if per_class:
@@ -361,11 +389,6 @@ def metrics_markdown(metrics: dict) -> str:
             for name, m in per_class.items()
         )
     return text
-
-
-def md(text: str) -> str:
-    """A label as literal text inside a Markdown table cell."""
-    return html.escape(str(text), quote=False).replace("|", "\\|")
 
 
 def confusion_html(metrics: dict, labels: list[str]) -> str:
@@ -415,9 +438,7 @@ def classify_file(file: str | None, model: PromptClassifier | None) -> str:
         raise refuse("Upload a file of texts first.")
     with user_errors():
         table = read_table(file)
-        text_column, _, pair_column = detect_columns(table, guess_label=False)
-        only_texts = table[[c for c in (text_column, pair_column) if c]]  # a label column may hold anything
-        texts = build_dataset(only_texts, text_column=text_column, pair_column=pair_column, require_labels=False)
+        texts = build_texts(table)
         predictions = model.predict(texts.texts, texts.text_pairs)
     if model.config.task == "regression":
         table["predicted_value"] = [p["score"] for p in predictions]
@@ -442,7 +463,7 @@ def load_adapter(repo_id: str, token_text: str, endpoint: str | None, oauth_toke
         raise refuse("Type a Hub repo id such as user/sentiment-prompt.")
     with user_errors():
         model = PromptClassifier.from_pretrained(repo_id, token=hub_token(token_text, oauth_token), endpoint=endpoint)
-    return model, f"Loaded `{md(repo_id)}`."
+    return model, f"Loaded {code_span(repo_id)}."
 
 
 def load_adapter_zip(file: str | None):
@@ -453,7 +474,7 @@ def load_adapter_zip(file: str | None):
         with user_errors():
             unpack_adapter_zip(file, Path(folder))
             model = PromptClassifier.from_pretrained(folder)
-    return model, f"Loaded `{md(Path(file).name)}`."
+    return model, f"Loaded {code_span(Path(file).name)}."
 
 
 def describe_adapter(model: PromptClassifier | None) -> str:
@@ -463,8 +484,8 @@ def describe_adapter(model: PromptClassifier | None) -> str:
     what = f"{len(c.labels)} classes ({', '.join(md(x) for x in c.labels[:8])}{'…' if len(c.labels) > 8 else ''})"
     if c.task == "regression":
         what = "regression"
-    where = f"{c.method.value}, {c.num_virtual_tokens} prompt vectors at `{md(c.placement)}`"
-    return f"**Adapter ready:** {what} · {where} · base `{md(c.base_model)}`"
+    where = f"{c.method.value}, {c.num_virtual_tokens} prompt vectors at {code_span(c.placement)}"
+    return f"**Adapter ready:** {what} · {where} · base {code_span(c.base_model)}"
 
 
 # --------------------------------------------------------------------------------------------- Hub tab
@@ -495,163 +516,185 @@ def push(
 def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
     """The whole app; ``hub_endpoint`` is the Hub server to push to and load from (None: huggingface.co)."""
     with gr.Blocks(title="P-Tuning: soft prompts for text classifiers", delete_cache=(3600, 3600)) as app:
-        table_state, data_state, model_state = gr.State(None), gr.State(None), gr.State(None)
-        cancel_state, endpoint_state = gr.State(None), gr.State(hub_endpoint)
+        model_state, endpoint_state = gr.State(None), gr.State(hub_endpoint)
+        # The Hub tab shows the token box; the Classify tab's Hub loader reads it too
+        token = gr.Textbox(label="Hugging Face token (write access)", type="password", visible=not ON_SPACE,
+                           info="Used for this request only; never stored or shown. Empty: your login.", render=False)
         gr.Markdown(
             "# P-Tuning\nTrain a few **soft-prompt vectors** (and a small head) for a frozen text classifier: "
             "load labelled examples, train, classify, share the small adapter on the Hub."
         )
         with gr.Tabs():
             with gr.Tab("Data"):
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        upload = gr.File(label="Upload a table", file_types=TABLE_TYPES, height=140,
-                                         elem_id="data-upload")
-                        gr.Markdown("CSV, TSV, JSON, JSONL, Excel or Parquet, with a text column and a label column.")
-                        example = gr.Dropdown(list(EXAMPLES), value=None, label="…or start from an example")
-                        with gr.Accordion("…or paste examples", open=False):
-                            pasted = gr.Textbox(lines=6, show_label=False,
-                                                placeholder="text,label\ngreat film,positive\nawful,negative")
-                            paste_button = gr.Button("Use pasted examples", size="sm")
-                    with gr.Column(scale=2):
-                        summary = gr.Markdown(NO_DATA, elem_id="data-summary")
-                        problems = gr.Markdown(elem_id="data-problems")
-                        with gr.Row():
-                            text_column = gr.Dropdown([], label="Text column", interactive=True)
-                            label_column = gr.Dropdown([], label="Label column", interactive=True)
-                        distribution = gr.BarPlot(x="label", y="examples", y_lim=[0, None], height=220, visible=False,
-                                                  label="Examples per class", show_label=True)
-                preview = gr.Dataframe(label="First rows (row 1 is the first row below the header)", visible=False,
-                                       interactive=False, wrap=True, max_chars=160, max_height=420,
-                                       show_row_numbers=True)
-
+                data_state = data_tab()
             with gr.Tab("Train"):
-                gr.Markdown(f"Training runs on: **{device_name()}**")
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        base_model = gr.Textbox(EMBEDDED_ID, label="Base model", info=config_help("base_model"))
-                        method = gr.Radio([m.value for m in Method], value=PROMPT_DEFAULTS["method"].value,
-                                          label="Method", info=config_help("method"))
-                        with gr.Row():
-                            prompt_length = gr.Number(PROMPT_DEFAULTS["num_virtual_tokens"], label="Prompt length",
-                                                      precision=0, minimum=1, info=config_help("num_virtual_tokens"))
-                            placement = gr.Dropdown(PLACEMENTS, value=PROMPT_DEFAULTS["placement"],
-                                                    allow_custom_value=True, label="Placement",
-                                                    info=config_help("placement"))
-                        with gr.Row():
-                            epochs = gr.Number(0, label="Epochs (0 = automatic)", precision=0, minimum=0,
-                                               info=training_help("epochs"))
-                            learning_rate = gr.Textbox("", label="Learning rate", placeholder="automatic",
-                                                       info=training_help("lr"))
-                        with gr.Row():
-                            batch_size = gr.Number(TRAINING_DEFAULTS["batch_size"], label="Batch size", precision=0,
-                                                   minimum=1, info=training_help("batch_size"))
-                            seed = gr.Number(TRAINING_DEFAULTS["seed"], label="Seed", precision=0,
-                                             info=training_help("seed"))
-                        validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05,
-                                                     label="Validation split", info=training_help("val_split"))
-                        with gr.Accordion("More settings", open=False):
-                            pooling = gr.Radio([p.value for p in Pooling], value=PROMPT_DEFAULTS["pooling"].value,
-                                               label="Pooling", info=config_help("pooling"))
-                            encoder_type = gr.Radio([e.value for e in EncoderType],
-                                                    value=PROMPT_DEFAULTS["encoder_type"].value,
-                                                    label="P-tuning encoder", info=config_help("encoder_type"))
-                            init_text = gr.Textbox(label="Initialise the prompt from a text (optional)",
-                                                   info=config_help("init_text"))
-                            patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience",
-                                                 precision=0, minimum=0, info=training_help("patience"))
-                        with gr.Row():
-                            train_button = gr.Button("Train", variant="primary")
-                            stop_button = gr.Button("Stop", variant="stop", interactive=False)
-                    with gr.Column(scale=3):
-                        status = gr.Markdown("Load data on the **Data** tab, choose settings, then press **Train**.",
-                                             elem_id="train-status")
-                        with gr.Row():  # no height=: a fixed height clips the legend
-                            loss_plot = gr.LinePlot(x="step", y="loss", label="Training loss", show_label=True)
-                            val_plot = gr.LinePlot(x="step", y="value", color="series", color_title="",
-                                                   label="Validation", show_label=True)
-                        metrics_box = gr.Markdown(elem_id="train-metrics")
-                        confusion_box = gr.HTML()
-                        download = gr.DownloadButton("Download the adapter (.zip)", visible=False)
-
+                train_tab(data_state, model_state)
             with gr.Tab("Classify"):
-                adapter_info = gr.Markdown(NO_ADAPTER)
-                with gr.Row():
-                    with gr.Column():
-                        text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence to classify")
-                        classify_button = gr.Button("Classify", variant="primary")
-                        gr.Examples(
-                            [["A gripping, beautifully acted film."], ["The plot is a mess and the jokes fall flat."],
-                             ["Who was the first woman to win a Nobel prize?"],
-                             ["URGENT! You have won a 1 week FREE membership. Call now!"]],
-                            inputs=[text], api_name="fill_example", api_visibility="private",
-                        )
-                    prediction = gr.Label(label="Prediction", num_top_classes=5, elem_id="prediction")
-                with gr.Accordion("Classify a whole file", open=False):
-                    with gr.Row():
-                        batch_in = gr.File(label="Table of texts", file_types=TABLE_TYPES, height=140)
-                        batch_out = gr.File(label="Predictions (CSV)", height=140)
-                    batch_button = gr.Button("Classify file")
-                with gr.Accordion("Use another adapter", open=False):
-                    with gr.Row(equal_height=True):
-                        repo_in = gr.Textbox(label="Hub repo id", placeholder="user/sentiment-prompt", scale=3)
-                        repo_button = gr.Button("Load", scale=1)
-                    zip_in = gr.File(label="…or upload an adapter .zip", file_types=[".zip"], height=140)
-                    load_status = gr.Markdown()
-
+                classify_tab(model_state, token, endpoint_state)
             with gr.Tab("Hub"):
-                hub_adapter_info = gr.Markdown(NO_ADAPTER)
-                if ON_SPACE:
-                    gr.LoginButton()
-                token = gr.Textbox(label="Hugging Face token (write access)", type="password", visible=not ON_SPACE,
-                                   info="Used for this request only; never stored or shown. Empty: your login.")
-                with gr.Row(equal_height=True):
-                    repo_name = gr.Textbox(label="Repo name", placeholder="your-name/sentiment-prompt", scale=3)
-                    private = gr.Checkbox(label="Private", value=True, scale=1)
-                description = gr.Textbox(label="Dataset description (goes into the model card)", lines=3)
-                push_button = gr.Button("Push to the Hub", variant="primary")
-                push_status = gr.Markdown()
-                gr.Markdown("---\n**Load** an adapter from the Hub instead (then use it on the **Classify** tab):")
-                with gr.Row(equal_height=True):
-                    hub_repo_in = gr.Textbox(label="Hub repo id", placeholder="user/sentiment-prompt", scale=3)
-                    hub_load_button = gr.Button("Load", scale=1)
-                hub_load_status = gr.Markdown()
-
-        # ------------------------------------------------------------------------------- wiring
-        shown = [table_state, data_state, preview, text_column, label_column, distribution, summary, problems]
-        upload.upload(load_file, upload, shown, api_name="load_file")
-        example.input(load_example, example, shown, api_name="load_example")
-        paste_button.click(load_text, pasted, shown, api_name="load_text")
-        for dropdown in (text_column, label_column):
-            dropdown.input(choose_columns, [table_state, text_column, label_column], shown, api_visibility="private")
-
-        settings = [base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed,
-                    validation_split, pooling, encoder_type, init_text, patience]
-        outputs = [cancel_state, model_state, train_button, stop_button, status, loss_plot, val_plot, metrics_box,
-                   confusion_box, download]  # in TRAIN_OUTPUTS order
-        training = train_button.click(
-            gpu(run_training, TRAIN_GPU_SECONDS), [data_state, *settings], outputs, api_name="train",
-            show_progress="minimal", concurrency_limit=TRAIN_CONCURRENCY, concurrency_id="train",
-        )
-        training.then(lambda: (gr.Button(interactive=True), gr.Button(interactive=False)), None,
-                      [train_button, stop_button], api_visibility="private")  # also after an error
-        stop_button.click(stop_training, cancel_state, [status, stop_button], api_visibility="private", queue=False)
-
-        predicting = dict(concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
-        gr.on([classify_button.click, text.submit], gpu(classify), [text, model_state], prediction,
-              api_name="classify", **predicting)
-        batch_button.click(gpu(classify_file), [batch_in, model_state], batch_out, api_name="classify_file",
-                           **predicting)
-        repo_button.click(load_adapter, [repo_in, token, endpoint_state], [model_state, load_status],
-                          api_name="load_adapter")
-        hub_load_button.click(load_adapter, [hub_repo_in, token, endpoint_state], [model_state, hub_load_status],
-                              api_visibility="private")
-        zip_in.upload(load_adapter_zip, zip_in, [model_state, load_status], api_name="load_adapter_zip")
-        model_state.change(lambda m: (describe_adapter(m),) * 2, model_state, [adapter_info, hub_adapter_info],
-                           api_visibility="private")
-        push_button.click(push, [model_state, repo_name, private, description, token, endpoint_state], push_status,
-                          api_name="push")
+                hub_tab(model_state, token, endpoint_state)
     return app
+
+
+def data_tab() -> gr.State:
+    """Upload, pick or paste a table; see it, its columns and its problems. Returns the state of its dataset."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Upload a table", file_types=TABLE_TYPES, height=140, elem_id="data-upload")
+            gr.Markdown("CSV, TSV, JSON, JSONL, Excel or Parquet, with a text column and a label column.")
+            example = gr.Dropdown(list(EXAMPLES), value=None, label="…or start from an example")
+            with gr.Accordion("…or paste examples", open=False):
+                pasted = gr.Textbox(lines=6, show_label=False,
+                                    placeholder="text,label\ngreat film,positive\nawful,negative")
+                paste_button = gr.Button("Use pasted examples", size="sm")
+        with gr.Column(scale=2):
+            summary = gr.Markdown(NO_DATA, elem_id="data-summary")
+            problems = gr.Markdown(elem_id="data-problems")
+            with gr.Row():
+                text_column = gr.Dropdown([], label="Text column", interactive=True)
+                label_column = gr.Dropdown([], label="Label column", interactive=True)
+            distribution = gr.BarPlot(x="label", y="examples", y_lim=[0, None], height=220, visible=False,
+                                      label="Examples per class", show_label=True)
+    preview = gr.Dataframe(label="First rows (row 1 is the first row below the header)", visible=False,
+                           interactive=False, wrap=True, max_chars=160, max_height=420, show_row_numbers=True)
+    view = DataView(
+        table=gr.State(None), dataset=gr.State(None), preview=preview, text_column=text_column,
+        label_column=label_column, distribution=distribution, summary=summary, problems=problems,
+    )  # fmt: skip
+
+    shown = view.components()
+    upload.upload(load_file, upload, shown, api_name="load_file")
+    example.input(load_example, example, shown, api_name="load_example")
+    paste_button.click(load_text, pasted, shown, api_name="load_text")
+    for dropdown in (text_column, label_column):
+        dropdown.input(choose_columns, [view.table, text_column, label_column], shown, api_visibility="private")
+    return view.dataset
+
+
+def train_tab(data_state: gr.State, model_state: gr.State) -> None:
+    """The settings (at the library's defaults, with its help texts), Train and Stop, the progress and results."""
+    gr.Markdown(f"Training runs on: **{device_name()}**")
+    with gr.Row():
+        with gr.Column(scale=2):
+            settings = train_settings()
+            with gr.Row():
+                train_button = gr.Button("Train", variant="primary")
+                stop_button = gr.Button("Stop", variant="stop", interactive=False)
+        with gr.Column(scale=3):
+            status = gr.Markdown("Load data on the **Data** tab, choose settings, then press **Train**.",
+                                 elem_id="train-status")
+            with gr.Row():  # no height=: a fixed height clips the legend
+                loss_plot = gr.LinePlot(x="step", y="loss", label="Training loss", show_label=True)
+                val_plot = gr.LinePlot(x="step", y="value", color="series", color_title="", label="Validation",
+                                       show_label=True)
+            metrics_box = gr.Markdown(elem_id="train-metrics")
+            confusion_box = gr.HTML()
+            download = gr.DownloadButton("Download the adapter (.zip)", visible=False)
+    view = TrainView(
+        job=gr.State(None), model=model_state, train_button=train_button, stop_button=stop_button, status=status,
+        plot=loss_plot, validation=val_plot, metrics=metrics_box, confusion=confusion_box, download=download,
+    )  # fmt: skip
+
+    training = train_button.click(
+        gpu(run_training, TRAIN_GPU_SECONDS), [data_state, *settings], view.components(), api_name="train",
+        show_progress="minimal", concurrency_limit=TRAIN_CONCURRENCY, concurrency_id="train",
+    )
+    training.then(lambda: (gr.Button(interactive=True), gr.Button(interactive=False)), None,
+                  [train_button, stop_button], api_visibility="private")  # also after an error
+    stop_button.click(stop_training, view.job, [status, stop_button], api_visibility="private", queue=False)
+
+
+def train_settings() -> list:
+    """The setting widgets, in run_training's parameter order."""
+    prompt_help, training_help = partial(field_help, PromptConfig), partial(field_help, TrainingArguments)
+    base_model = gr.Textbox(EMBEDDED_ID, label="Base model", info=prompt_help("base_model"))
+    method = gr.Radio([m.value for m in Method], value=PROMPT_DEFAULTS["method"].value, label="Method",
+                      info=prompt_help("method"))
+    with gr.Row():
+        prompt_length = gr.Number(PROMPT_DEFAULTS["num_virtual_tokens"], label="Prompt length", precision=0,
+                                  minimum=1, info=prompt_help("num_virtual_tokens"))
+        placement = gr.Dropdown(PLACEMENTS, value=PROMPT_DEFAULTS["placement"], allow_custom_value=True,
+                                label="Placement", info=prompt_help("placement"))
+    with gr.Row():
+        epochs = gr.Number(0, label="Epochs (0 = automatic)", precision=0, minimum=0, info=training_help("epochs"))
+        learning_rate = gr.Textbox("", label="Learning rate", placeholder="automatic", info=training_help("lr"))
+    with gr.Row():
+        batch_size = gr.Number(TRAINING_DEFAULTS["batch_size"], label="Batch size", precision=0, minimum=1,
+                               info=training_help("batch_size"))
+        seed = gr.Number(TRAINING_DEFAULTS["seed"], label="Seed", precision=0, info=training_help("seed"))
+    validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05, label="Validation split",
+                                 info=training_help("val_split"))
+    with gr.Accordion("More settings", open=False):
+        pooling = gr.Radio([p.value for p in Pooling], value=PROMPT_DEFAULTS["pooling"].value, label="Pooling",
+                           info=prompt_help("pooling"))
+        encoder_type = gr.Radio([e.value for e in EncoderType], value=PROMPT_DEFAULTS["encoder_type"].value,
+                                label="P-tuning encoder", info=prompt_help("encoder_type"))
+        init_text = gr.Textbox(label="Initialise the prompt from a text (optional)", info=prompt_help("init_text"))
+        patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience", precision=0, minimum=0,
+                             info=training_help("patience"))
+    return [base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed, validation_split,
+            pooling, encoder_type, init_text, patience]
+
+
+def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State) -> None:
+    """One text or a whole file, with the adapter of this session, or one loaded from the Hub or a zip."""
+    adapter_info = gr.Markdown(NO_ADAPTER)
+    with gr.Row():
+        with gr.Column():
+            text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence to classify")
+            classify_button = gr.Button("Classify", variant="primary")
+            gr.Examples(
+                [["A gripping, beautifully acted film."], ["The plot is a mess and the jokes fall flat."],
+                 ["Who was the first woman to win a Nobel prize?"],
+                 ["URGENT! You have won a 1 week FREE membership. Call now!"]],
+                inputs=[text], api_name="fill_example", api_visibility="private",
+            )
+        prediction = gr.Label(label="Prediction", num_top_classes=5, elem_id="prediction")
+    with gr.Accordion("Classify a whole file", open=False):
+        with gr.Row():
+            batch_in = gr.File(label="Table of texts", file_types=TABLE_TYPES, height=140)
+            batch_out = gr.File(label="Predictions (CSV)", height=140)
+        batch_button = gr.Button("Classify file")
+    with gr.Accordion("Use another adapter", open=False):
+        with gr.Row(equal_height=True):
+            repo_in = gr.Textbox(label="Hub repo id", placeholder="user/sentiment-prompt", scale=3)
+            repo_button = gr.Button("Load", scale=1)
+        zip_in = gr.File(label="…or upload an adapter .zip", file_types=[".zip"], height=140)
+        load_status = gr.Markdown()
+
+    predicting = dict(concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
+    gr.on([classify_button.click, text.submit], gpu(classify), [text, model_state], prediction, api_name="classify",
+          **predicting)
+    batch_button.click(gpu(classify_file), [batch_in, model_state], batch_out, api_name="classify_file", **predicting)
+    repo_button.click(load_adapter, [repo_in, token, endpoint_state], [model_state, load_status],
+                      api_name="load_adapter")
+    zip_in.upload(load_adapter_zip, zip_in, [model_state, load_status], api_name="load_adapter_zip")
+    model_state.change(describe_adapter, model_state, adapter_info, api_visibility="private")
+
+
+def hub_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State) -> None:
+    """Sign in or paste a token; push the adapter with its card, or load one."""
+    adapter_info = gr.Markdown(NO_ADAPTER)
+    if ON_SPACE:
+        gr.LoginButton()
+    token.render()
+    with gr.Row(equal_height=True):
+        repo_name = gr.Textbox(label="Repo name", placeholder="your-name/sentiment-prompt", scale=3)
+        private = gr.Checkbox(label="Private", value=True, scale=1)
+    description = gr.Textbox(label="Dataset description (goes into the model card)", lines=3)
+    push_button = gr.Button("Push to the Hub", variant="primary")
+    push_status = gr.Markdown()
+    gr.Markdown("---\n**Load** an adapter from the Hub instead (then use it on the **Classify** tab):")
+    with gr.Row(equal_height=True):
+        repo_in = gr.Textbox(label="Hub repo id", placeholder="user/sentiment-prompt", scale=3)
+        load_button = gr.Button("Load", scale=1)
+    load_status = gr.Markdown()
+
+    push_button.click(push, [model_state, repo_name, private, description, token, endpoint_state], push_status,
+                      api_name="push")
+    load_button.click(load_adapter, [repo_in, token, endpoint_state], [model_state, load_status],
+                      api_visibility="private")
+    model_state.change(describe_adapter, model_state, adapter_info, api_visibility="private")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Training and evaluation loops the benchmarks share: ours (``ptuning.train``) and plain Hugging Face models.
 
 Ours runs through ``ptuning.train.train`` (what ``python -m ptuning train`` runs) with callbacks that time every
-step; when ``ptuning.train`` cannot be imported, a local loop over ``ptuning.model`` stands in (tokenise once,
-length-grouped batches, AdamW over the adapter's parameters). Hugging Face models (full fine-tuning, PEFT) train in
-a plain torch loop: shuffled batches padded by ``DataCollatorWithPadding``, as in PEFT's examples.
+step, or, with ``impl="local"`` (``--ours local``), through a bare loop over ``ptuning.model`` (tokenise once,
+length-grouped batches, AdamW over the adapter's parameters, the library's learning-rate schedule; no extras), to
+see what the trainer's bookkeeping costs. Hugging Face models (full fine-tuning, PEFT) train in a plain torch loop:
+shuffled batches padded by ``DataCollatorWithPadding``, as in PEFT's examples.
 """
 
 from __future__ import annotations
@@ -20,14 +21,6 @@ from common import LABELS, Clock
 
 
 # --------------------------------------------------------------------------------------------- ours
-def ours_available() -> bool:
-    try:
-        import ptuning.train  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @dataclass
 class StepLog:
     """What one training run did, step by step: end time of each step, batch shape, evaluations."""
@@ -110,7 +103,7 @@ def train_ours(
     ``eval_each_epoch=False`` the only evaluation runs after the last step (outside any timed window).
     """
     full_length = max_length + prompt_length(clf)
-    if impl == "train" and ours_available():
+    if impl == "train":
         return _train_with_ptuning(
             clf, train_texts, train_labels, eval_texts, eval_labels, epochs, batch_size, full_length, seed,
             lr, head_lr, max_steps, eval_each_epoch,
@@ -195,12 +188,12 @@ def _train_with_ptuning(
 def _train_local(
     clf, tr_x, tr_y, ev_x, ev_y, epochs, batch_size, max_length, seed, lr, head_lr, max_steps, eval_each_epoch
 ):
-    """Stand-in for ``ptuning.train``: the same batching, AdamW, warm-up + linear decay, clipping; no extras."""
+    """A bare loop beside ``ptuning.train``: the same batching, AdamW, schedule and clipping; no extras."""
     from ptuning.batching import length_grouped_batches
+    from ptuning.train import HEAD_LR, PROMPT_LR, lr_schedule
 
     log = StepLog()
     _record_collate(clf, log)
-    from ptuning.train import HEAD_LR, PROMPT_LR
 
     lr = lr or PROMPT_LR[clf.config.method]  # ptuning.train's defaults
     head_lr = head_lr or HEAD_LR
@@ -212,7 +205,7 @@ def _train_local(
     steps_per_epoch = math.ceil(len(examples) / batch_size)
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     warmup = int(0.1 * epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _linear(epochs * steps_per_epoch, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(epochs * steps_per_epoch, warmup))
     history, step = [], 0
     log.begin()
     for epoch in range(epochs):
@@ -256,15 +249,6 @@ def evaluate_ours(clf, texts: list[str], labels: list[int], max_length: int, bat
         pred = clf(**clf.collate([examples[i] for i in idx])).argmax(-1).tolist()
         correct += sum(int(p == labels[i]) for p, i in zip(pred, idx))
     return correct / len(labels)
-
-
-def _linear(total: int, warmup: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
 
 
 # --------------------------------------------------------------------------------------------- Hugging Face

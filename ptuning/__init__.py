@@ -3,6 +3,20 @@
 >>> from ptuning import PromptClassifier
 >>> clf = PromptClassifier.from_pretrained("path/or/user-repo")
 >>> clf.predict(["a gripping film"])
+
+The modules, each importing only those listed before it:
+
+- ``errors``: the errors a user can cause; ``options``: options declared once on dataclass fields (help, flags);
+- ``config``: what an adapter is (``PromptConfig``) and what PEFT can load of it;
+- ``data``: reading and validating tables; ``metrics``: metrics and their names; ``markdown``: user text in Markdown;
+- ``placement``, ``batching``, ``encoders``, ``backbones``: laying out examples, batches, prompt parameterisations,
+  the frozen base models;
+- ``adapter_files``: the on-disk adapter (PEFT's format + ours) and its zip; ``hub``: transport to and from the Hub;
+  ``model_card``: the card;
+- ``model``: ``PromptClassifier``, with ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` over the three;
+- ``training_args``, ``evaluation``, ``checkpoints``, ``train``: how to train, scoring, checkpoints, the trainer;
+- ``jobs``: a training run in a background thread, for UIs;
+- ``cli`` (``python -m ptuning``): the command line. ``app.py`` (beside the package) is the Gradio app.
 """
 
 from .backbones import EMBEDDED_ID, load_backbone

@@ -7,7 +7,10 @@ A directory holds:
   (``base_model.classifier.*`` / ``base_model.score.*``) or ours (``ptuning.head.*``), plus ``ptuning.deep_prompts``
   for deep prompts. PEFT ignores tensors it does not know;
 - ``ptuning_config.json``: what PEFT has no field for (labels, placement, method, pooling, training info);
-- ``ptuning_resume.safetensors`` (p-tuning only): the encoder's weights, needed to resume training, not to predict.
+- ``ptuning_resume.safetensors`` (p-tuning only): the encoder's weights, needed to resume training, not to predict;
+- ``README.md`` (on the Hub): the model card (``model_card.py``).
+
+The same files travel in a zip (``pack_adapter_zip`` / ``unpack_adapter_zip``: the app's download and upload).
 
 Loading trusts nothing: safetensors only (no pickle), JSON checked against the backbone, every mismatch named.
 """
@@ -27,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from .backbones import EMBEDDED_ID, HEAD_SUFFIXES, load_backbone
 from .config import Method, Pooling, PromptConfig
+from .data import human_size
 from .encoders import PromptTable
 from .errors import AdapterError, PtuningError
 
@@ -34,9 +38,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PTUNING_CONFIG = "ptuning_config.json"
 RESUME_WEIGHTS = "ptuning_resume.safetensors"
+CARD_FILE = "README.md"  # the model card, written by model_card.py when an adapter goes to the Hub
+# The only names that travel (to and from the Hub, in and out of a zip). Weights are safetensors only: never pickles.
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, CARD_FILE)
 FORMAT_VERSION = 1
 MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
-_ZIP_MEMBERS = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, "README.md")
 _HEAD_PREFIX, _OWN_HEAD_PREFIX, _DEEP = "base_model.", "ptuning.head.", "ptuning.deep_prompts"
 
 
@@ -58,7 +64,7 @@ def save_adapter(clf, directory: str | Path) -> Path:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.prompt.state_dict().items()}, resume)
     elif resume.exists():
         resume.unlink()  # a stale encoder from an earlier save would not match these prompts
-    _write_json(out / ADAPTER_CONFIG, peft_config(clf))
+    write_json(out / ADAPTER_CONFIG, peft_config(clf))
     ours = {
         "format_version": FORMAT_VERSION,
         "config": cfg.to_dict(),
@@ -66,7 +72,7 @@ def save_adapter(clf, directory: str | Path) -> Path:
         "peft_incompatible_reason": clf.peft_incompatible_reason,
         "info": clf.info,
     }
-    _write_json(out / PTUNING_CONFIG, ours)
+    write_json(out / PTUNING_CONFIG, ours)
     return out
 
 
@@ -104,7 +110,8 @@ def peft_config(clf) -> dict[str, Any]:
     return d
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
+    """JSON as the adapter and checkpoint files hold it: sorted, indented, UTF-8, one final newline."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -125,25 +132,27 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise AdapterError(f"{path.name} is not a readable safetensors file ({e}); the adapter is corrupt") from None
 
 
-def resolve_adapter_dir(
-    path_or_repo_id: str | Path,
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    endpoint: str | None = None,
-    include_resume: bool = False,
-) -> Path:
-    """A local adapter directory, downloading a Hub repo (cached) when ``path_or_repo_id`` is not a local path."""
-    path = Path(path_or_repo_id).expanduser()
-    if path.is_dir():
-        return path
-    from .hub import download_adapter, is_repo_id
+def pack_adapter_zip(adapter, path: str | Path) -> Path:
+    """Zip an adapter's files at the root of the archive ``path``, as ``unpack_adapter_zip`` reads them back.
 
-    if path.exists() or not is_repo_id(str(path_or_repo_id)):
-        raise AdapterError(f"no adapter directory at {str(path_or_repo_id)!r} (give a directory or a Hub repo id)")
-    return download_adapter(
-        str(path_or_repo_id), revision=revision, token=token, endpoint=endpoint, include_resume=include_resume
-    )
+    ``adapter`` is a PromptClassifier (saved first into a temporary folder) or a directory of adapter files.
+    """
+    path = Path(path)
+    if isinstance(adapter, (str, Path)):
+        return _zip_adapter_files(Path(adapter), path)
+    with tempfile.TemporaryDirectory(prefix="ptuning-zip-") as folder:
+        return _zip_adapter_files(save_adapter(adapter, folder), path)
+
+
+def _zip_adapter_files(folder: Path, path: Path) -> Path:
+    names = [name for name in ADAPTER_FILES if (folder / name).is_file()]
+    missing = [name for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if name not in names]
+    if missing:
+        raise AdapterError(f"{folder} has no {' or '.join(missing)}: save the adapter there before zipping it")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            archive.write(folder / name, name)
+    return path
 
 
 def adapter_base_model(directory: str | Path) -> str:
@@ -174,7 +183,7 @@ def unpack_adapter_zip(file: str, folder: Path) -> None:
             path = PurePosixPath(info.filename.replace("\\", "/"))
             if path.is_absolute() or ".." in path.parts or ":" in info.filename:
                 raise AdapterError(f"the zip holds an unsafe path ({info.filename!r}); it was not opened")
-            if info.is_dir() or path.name not in _ZIP_MEMBERS:
+            if info.is_dir() or path.name not in ADAPTER_FILES:
                 continue  # other files (.DS_Store, __MACOSX/...) are ignored, never extracted
             if path.name in members:
                 raise AdapterError(f"the zip holds two copies of {path.name}: zip one adapter folder only")
@@ -184,58 +193,19 @@ def unpack_adapter_zip(file: str, folder: Path) -> None:
             raise AdapterError(f"the zip has no {' or '.join(missing)}: it is not a ptuning or PEFT adapter")
         size = sum(info.file_size for info in members.values())  # zipfile never reads past these sizes
         if size > MAX_ADAPTER_BYTES:
-            limit = MAX_ADAPTER_BYTES // 2**20
-            raise AdapterError(f"the adapter files take {size / 2**20:.0f} MiB unzipped; the limit is {limit} MiB")
+            limit = human_size(MAX_ADAPTER_BYTES)
+            raise AdapterError(f"the adapter files take {human_size(size)} unzipped; the limit is {limit}")
         for name, info in members.items():
             with archive.open(info) as source, open(folder / name, "wb") as target:
                 shutil.copyfileobj(source, target)
 
 
-def load_adapter(
-    cls,
-    path_or_repo_id: str | Path,
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    endpoint: str | None = None,
-    device=None,
-    base_model: str | None = None,
-    include_resume: bool = False,
-):
-    """Build a ``cls`` (PromptClassifier) from adapter files; see the module docstring for what is checked."""
-    directory = resolve_adapter_dir(
-        path_or_repo_id, revision=revision, token=token, endpoint=endpoint, include_resume=include_resume
-    )
-    if not (directory / ADAPTER_CONFIG).is_file():
-        raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
-    if not (directory / ADAPTER_WEIGHTS).is_file():
-        raise AdapterError(
-            f"{directory} has no {ADAPTER_WEIGHTS} (only safetensors weights are loaded, never pickles)"
-        )
-    peft = _read_json(directory / ADAPTER_CONFIG)
-    tensors = _read_tensors(directory / ADAPTER_WEIGHTS)
-    if peft.get("peft_type") not in ("PROMPT_TUNING", "P_TUNING"):
-        raise AdapterError(
-            f"peft_type {peft.get('peft_type')!r} is not supported: ptuning loads PROMPT_TUNING and P_TUNING adapters"
-        )
-    if peft.get("task_type") not in ("SEQ_CLS", None):
-        raise AdapterError(f"task_type {peft.get('task_type')!r} is not supported: ptuning loads SEQ_CLS adapters")
-    if "prompt_embeddings" not in tensors:
-        raise AdapterError(f"{ADAPTER_WEIGHTS} has no 'prompt_embeddings' tensor")
-
-    if (directory / PTUNING_CONFIG).is_file():
-        ours = _read_json(directory / PTUNING_CONFIG)
-        if not isinstance(ours.get("config"), dict):
-            raise AdapterError(f"{PTUNING_CONFIG} has no 'config' object")
-        if ours.get("format_version", 0) > FORMAT_VERSION:
-            raise AdapterError(f"{PTUNING_CONFIG} was written by a newer ptuning (format {ours['format_version']})")
-        try:
-            config = PromptConfig.from_dict(dict(ours["config"]))
-        except (PtuningError, TypeError) as e:
-            raise AdapterError(f"{PTUNING_CONFIG}: {e}") from None
-        info = ours.get("info") if isinstance(ours.get("info"), dict) else {}
-    else:
-        config, info = _config_from_peft(peft, tensors), {"source": "peft"}
+def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | None = None):
+    """Build a ``cls`` (PromptClassifier) from the adapter files in ``directory``; see the module docstring for what
+    is checked. ``base_model`` replaces the base the files name."""
+    directory = Path(directory)
+    peft, tensors = _read_peft_files(directory)
+    config, info = _read_config(directory, peft, tensors)
     if base_model:
         config.base_model = base_model
     elif not config.base_model:
@@ -267,6 +237,44 @@ def load_adapter(
     clf.head.requires_grad_(config.train_head)
     clf.eval()
     return clf
+
+
+def _read_peft_files(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``adapter_config.json`` and ``adapter_model.safetensors``, refused unless a PROMPT_TUNING / P_TUNING SEQ_CLS
+    adapter with its prompt."""
+    if not (directory / ADAPTER_CONFIG).is_file():
+        raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
+    if not (directory / ADAPTER_WEIGHTS).is_file():
+        raise AdapterError(
+            f"{directory} has no {ADAPTER_WEIGHTS} (only safetensors weights are loaded, never pickles)"
+        )
+    peft = _read_json(directory / ADAPTER_CONFIG)
+    tensors = _read_tensors(directory / ADAPTER_WEIGHTS)
+    if peft.get("peft_type") not in ("PROMPT_TUNING", "P_TUNING"):
+        raise AdapterError(
+            f"peft_type {peft.get('peft_type')!r} is not supported: ptuning loads PROMPT_TUNING and P_TUNING adapters"
+        )
+    if peft.get("task_type") not in ("SEQ_CLS", None):
+        raise AdapterError(f"task_type {peft.get('task_type')!r} is not supported: ptuning loads SEQ_CLS adapters")
+    if "prompt_embeddings" not in tensors:
+        raise AdapterError(f"{ADAPTER_WEIGHTS} has no 'prompt_embeddings' tensor")
+    return peft, tensors
+
+
+def _read_config(directory: Path, peft: dict, tensors: dict) -> tuple[PromptConfig, dict]:
+    """The adapter's config and info: from ``ptuning_config.json``, or made up for an adapter PEFT saved."""
+    if not (directory / PTUNING_CONFIG).is_file():
+        return _config_from_peft(peft, tensors), {"source": "peft"}
+    ours = _read_json(directory / PTUNING_CONFIG)
+    if not isinstance(ours.get("config"), dict):
+        raise AdapterError(f"{PTUNING_CONFIG} has no 'config' object")
+    if ours.get("format_version", 0) > FORMAT_VERSION:
+        raise AdapterError(f"{PTUNING_CONFIG} was written by a newer ptuning (format {ours['format_version']})")
+    try:
+        config = PromptConfig.from_dict(dict(ours["config"]))
+    except (PtuningError, TypeError) as e:
+        raise AdapterError(f"{PTUNING_CONFIG}: {e}") from None
+    return config, ours.get("info") if isinstance(ours.get("info"), dict) else {}
 
 
 def _load_module(module: torch.nn.Module, tensors: dict, prefix: str, filename: str) -> None:
@@ -318,36 +326,3 @@ def _config_from_peft(peft: dict, tensors: dict) -> PromptConfig:
         placement="start",
         pooling=Pooling.MODEL,
     )
-
-
-def push_adapter_to_hub(clf, repo_id: str, token=None, private=False, endpoint=None, commit_message=None) -> str:
-    """Save ``clf`` with its model card into a temporary directory and upload it in one commit."""
-    from .hub import make_model_card, push_adapter
-
-    with tempfile.TemporaryDirectory() as tmp:
-        save_adapter(clf, tmp)
-        make_model_card(card_info(clf, Path(tmp), repo_id)).save(Path(tmp) / "README.md")
-        return push_adapter(tmp, repo_id, token=token, private=private, endpoint=endpoint, commit_message=commit_message)
-
-
-def card_info(clf, directory: Path, repo_id: str | None = None) -> dict:
-    """What the model card says about ``clf`` (see ``hub.make_model_card``)."""
-    cfg = clf.config
-    info = dict(clf.info)
-    return {
-        "base_model": cfg.base_model,
-        "labels": cfg.labels,
-        "task": cfg.task,
-        "method": cfg.method.value,
-        "placement": cfg.placement,
-        "pooling": cfg.pooling.value,
-        "num_virtual_tokens": cfg.num_virtual_tokens,
-        "peft_compatible": clf.peft_incompatible_reason is None,
-        "peft_incompatible_reason": clf.peft_incompatible_reason,
-        "metrics": info.get("metrics"),
-        "dataset_description": info.get("dataset_description"),
-        "training": info.get("training"),
-        "adapter_bytes": (directory / ADAPTER_WEIGHTS).stat().st_size,
-        "trainable_params": clf.num_trainable_parameters(),
-        "repo_id": repo_id,
-    }

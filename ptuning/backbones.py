@@ -9,8 +9,8 @@ ever written into the shared model.
 from __future__ import annotations
 
 import contextvars
-import logging
 import copy
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,11 +189,31 @@ def _load(recorded: str, source: str, device: torch.device) -> Backbone:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval().requires_grad_(False).to(device)
-    if model.config.model_type in ("gpt2", "llama") or hasattr(model, "score"):
-        # "will not detect padding tokens in inputs_embeds": we pad decoders on the left, so the last position the
-        # model pools is always a real token; the warning would only mislead users.
-        logging.getLogger(type(model).__module__).setLevel(logging.ERROR)
+    _drop_padding_warning(type(model).forward.__module__)
     return Backbone(recorded, model, tokenizer, device)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+PADDING_WARNING = "will not detect padding tokens in `inputs_embeds`"
+
+
+def _drop_padding_warning(module: str) -> None:
+    """Silence transformers' "will not detect padding tokens in inputs_embeds", and only it, from ``module``.
+
+    Decoders pool the last position; we pad them on the left, so that position is always a real token and the
+    warning would only mislead users. Every other record of that logger still goes through.
+    """
+    logger = logging.getLogger(module)  # transformers names each module's logger after the module
+    if not any(isinstance(f, _DropMessage) and f.text == PADDING_WARNING for f in logger.filters):
+        logger.addFilter(_DropMessage(PADDING_WARNING))
 
 
 def default_device() -> torch.device:

@@ -12,7 +12,6 @@ Every error a user can cause (a bad file, option or adapter, a Hub refusal) ends
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -21,8 +20,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import EncoderType, Init, Method, Pooling, PromptConfig, config_help
+from .config import PromptConfig, peft_compatible_options
 from .errors import ConfigError, DataError, PtuningError
+from .options import add_options, given_options, option_flag
+from .training_args import TrainingArguments
 
 CHECKPOINT_SUBDIR = "checkpoint"
 _OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
@@ -35,30 +36,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
-def _training_help(name: str) -> str:
-    from .train import TrainingArguments, training_help
-
-    default = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == name)
-    text = training_help(name)
-    return text if default is None or isinstance(default, bool) else f"{text} Default: {default}."
-
-
-def _config_help(name: str) -> str:
-    default = next(f.default for f in dataclasses.fields(PromptConfig) if f.name == name)
-    text = config_help(name)
-    if isinstance(default, (str, int, float)) and not isinstance(default, bool) and default != "":
-        return f"{text} Default: {getattr(default, 'value', default)}."
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m ptuning",
         description="Train, evaluate, use and share soft-prompt adapters for frozen Hugging Face text classifiers.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add_command in (_add_train, _add_evaluate, _add_predict, _add_push, _add_serve):
+        add_command(sub)
+    return parser
 
-    # -------------------------------------------------------------------------------------------- train
+
+def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train an adapter on a labelled file",
@@ -69,18 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help="Training data: .csv, .tsv, .json, .jsonl, .xlsx, .parquet or .txt.")
     p.add_argument("--out", required=True, metavar="DIR", help="Directory for the adapter (created if needed).")
     g = p.add_argument_group("adapter")
-    g.add_argument("--model", metavar="M", help=config_help("base_model"))
-    g.add_argument("--method", choices=[m.value for m in Method], help=_config_help("method"))
-    g.add_argument("--prompt-length", type=int, metavar="N", help=_config_help("num_virtual_tokens"))
-    g.add_argument("--placement", metavar="WHERE", help=_config_help("placement"))
-    g.add_argument("--pooling", choices=[m.value for m in Pooling], help=_config_help("pooling"))
-    g.add_argument("--init", choices=[m.value for m in Init], help=_config_help("init"))
-    g.add_argument("--init-text", metavar="TEXT", help=config_help("init_text"))
-    encoders = [m.value for m in EncoderType]
-    g.add_argument("--encoder", choices=encoders, type=str.upper, help=_config_help("encoder_type"))
-    g.add_argument("--encoder-hidden-size", type=int, metavar="N", help=_config_help("encoder_hidden_size"))
-    g.add_argument("--head-dropout", type=float, metavar="P", help=_config_help("head_dropout"))
-    g.add_argument("--freeze-head", action="store_true", help="Keep the classification head at its initial weights.")
+    add_options(g, PromptConfig, exclude=("labels", "task"))  # both come from the data
     g.add_argument(
         "--peft-compatible",
         action="store_true",
@@ -90,35 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-adapter", metavar="ADAPTER", help="Continue training a saved adapter (directory or Hub repo id)."
     )
     g = p.add_argument_group("data")
-    g.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected: text, sentence, ...).")
-    g.add_argument("--label-column", metavar="C", help="Column of the labels (default: detected: label, target, ...).")
-    g.add_argument("--pair-column", metavar="C", help="Column of second texts, for pair tasks (default: detected).")
+    _add_data_columns(g, labels=True)
     g.add_argument(
         "--task", choices=["classification", "regression"],
         help="Default: regression when the labels are many distinct numbers, else classification.",
     )
     held_out = g.add_mutually_exclusive_group()
     held_out.add_argument("--eval", metavar="FILE", help="Validation file (instead of holding out --val-split).")
-    held_out.add_argument("--val-split", type=float, metavar="F", help=_training_help("val_split"))
+    add_options(held_out, TrainingArguments, only=("val_split",))
     g.add_argument("--description", metavar="TEXT", help="A description of the data, for the model card.")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, metavar="N", help=_training_help("epochs"))
-    g.add_argument("--lr", type=float, metavar="X", help=_training_help("lr"))
-    g.add_argument("--head-lr", type=float, metavar="X", help=_training_help("head_lr"))
-    g.add_argument("--batch-size", type=int, metavar="N", help=_training_help("batch_size"))
-    g.add_argument("--warmup-ratio", type=float, metavar="F", help=_training_help("warmup_ratio"))
-    g.add_argument("--weight-decay", type=float, metavar="X", help=_training_help("weight_decay"))
-    g.add_argument("--max-grad-norm", type=float, metavar="X", help=_training_help("max_grad_norm"))
-    g.add_argument("--eval-steps", type=int, metavar="N", help=_training_help("eval_steps"))
-    g.add_argument("--patience", type=int, metavar="N", help=_training_help("patience"))
-    g.add_argument("--seed", type=int, metavar="N", help=_training_help("seed"))
-    g.add_argument("--max-length", type=int, metavar="N", help=_training_help("max_length"))
-    g.add_argument("--device", metavar="D", help=_training_help("device"))
-    g.add_argument("--resume", action="store_true", help="Continue the interrupted run saved in DIR/checkpoint.")
+    add_options(g, TrainingArguments, exclude=("val_split", "checkpoint_dir"))  # the checkpoint goes into --out
     g.add_argument("--quiet", action="store_true", help="No progress bar.")
     p.set_defaults(func=cmd_train)
 
-    # -------------------------------------------------------------------------------------------- evaluate
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="measure an adapter on a labelled file",
@@ -133,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="Examples per forward pass. Default: 64.")
     p.set_defaults(func=cmd_evaluate)
 
-    # -------------------------------------------------------------------------------------------- predict
+
+def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="classify texts with an adapter",
@@ -150,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="Examples per forward pass. Default: 32.")
     p.set_defaults(func=cmd_predict)
 
-    # -------------------------------------------------------------------------------------------- push
+
+def _add_push(sub) -> None:
     p = sub.add_parser(
         "push",
         help="upload an adapter to the Hugging Face Hub",
@@ -163,46 +130,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: https://huggingface.co).")
     p.set_defaults(func=cmd_push)
 
-    # -------------------------------------------------------------------------------------------- serve
+
+def _add_serve(sub) -> None:
+    from .serving.engine import ServingConfig
+
     p = sub.add_parser(
         "serve",
         help="serve adapters over HTTP, batching requests across adapters",
         description="Serve prompt adapters over one frozen backbone: POST /classify (vLLM's shape), GET /v1/models, "
         "/health, /metrics, /docs. Requests for different adapters share backbone passes.",
     )
+    add_serve_options(p, ServingConfig)
+    p.add_argument("--access-log", action="store_true", help="Log a line per request (off: it costs under load).")
+    p.set_defaults(func=cmd_serve)
+
+
+def add_serve_options(p: argparse.ArgumentParser, config_cls: type) -> None:
+    """The options of ``serve`` (and of the Ray Serve launcher): adapters, address, then ``ServingConfig``'s fields."""
     p.add_argument(
         "--adapter", action="append", default=[], metavar="NAME=ADAPTER",
         help="Serve the adapter at ADAPTER (directory or Hub repo id) as NAME; repeat for more.",
     )  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on. Default: 127.0.0.1.")
     p.add_argument("--port", type=int, default=8000, help="Port to listen on. Default: 8000.")
-    p.add_argument("--access-log", action="store_true", help="Log a line per request (off: it costs under load).")
-    _add_serving_options(p)
-    p.set_defaults(func=cmd_serve)
-    return parser
-
-
-_SERVING_FLAGS = {"base_model": "--model", "hub_endpoint": "--endpoint"}
-
-
-def _add_serving_options(p: argparse.ArgumentParser) -> None:
-    from .serving.engine import ServingConfig
-
-    for f in dataclasses.fields(ServingConfig):
-        flag = _SERVING_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
-        text = f.metadata.get("help", "")
-        if isinstance(f.default, bool):
-            p.add_argument(flag, dest=f.name, action="store_true", help=text)
-            continue
-        kind = type(f.default) if f.default not in (None, "") else str
-        shown = f" Default: {f.default}." if f.default not in (None, "") else ""
-        p.add_argument(flag, dest=f.name, type=kind, default=f.default, metavar="X", help=text + shown)
+    add_options(p.add_argument_group("batching and limits"), config_cls)
 
 
 def _add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
-    p.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected).")
+    p.add_argument("--text-column", metavar="C", help="Column of the texts (default: detected: text, sentence, ...).")
     if labels:
-        p.add_argument("--label-column", metavar="C", help="Column of the labels (default: detected).")
+        p.add_argument(
+            "--label-column", metavar="C", help="Column of the labels (default: detected: label, target, ...)."
+        )
     p.add_argument("--pair-column", metavar="C", help="Column of second texts, for pair tasks (default: detected).")
 
 
@@ -245,16 +204,12 @@ def _is_main_process() -> bool:
 # -------------------------------------------------------------------------------------------------- train
 def cmd_train(a: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .train import Callback, TqdmCallback, TrainingArguments, train
+    from .train import Callback, TqdmCallback, train  # at call time: tests replace TqdmCallback
 
     out = Path(a.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory for the adapter")
-    config = _prompt_options(a)
-    if config and a.init_adapter:
-        given = [f"--{d.replace('_', '-')}" for d in _PROMPT_OPTIONS if getattr(a, d) is not None]
-        given += [f for f, on in (("--freeze-head", a.freeze_head), ("--peft-compatible", a.peft_compatible)) if on]
-        raise ConfigError(f"--init-adapter keeps the adapter's own settings: drop {', '.join(given)}")
+    config = _adapter_options(a)
     data = load_dataset(
         a.data, text_column=a.text_column, label_column=a.label_column, pair_column=a.pair_column, task=a.task
     )
@@ -264,17 +219,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             a.eval, text_column=a.text_column, label_column=a.label_column, pair_column=a.pair_column,
             task=data.task, label_names=data.label_names if data.task == "classification" else None,
         )  # fmt: skip
-    options = {
-        "epochs": a.epochs, "lr": a.lr, "head_lr": a.head_lr, "batch_size": a.batch_size,
-        "warmup_ratio": a.warmup_ratio, "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm,
-        "eval_steps": a.eval_steps, "patience": a.patience, "seed": a.seed, "max_length": a.max_length,
-        "device": a.device, "val_split": a.val_split,
-    }  # fmt: skip
-    args = TrainingArguments(
-        **{k: v for k, v in options.items() if v is not None},
-        checkpoint_dir=str(out / CHECKPOINT_SUBDIR),
-        resume=a.resume,
-    )
+    args = TrainingArguments(**given_options(a, TrainingArguments), checkpoint_dir=str(out / CHECKPOINT_SUBDIR))
     main_process = _is_main_process()
     if main_process:
         _warn(data.warnings)
@@ -290,8 +235,23 @@ def cmd_train(a: argparse.Namespace) -> int:
             data, eval_data=eval_data, config=config or None, args=args, callbacks=callbacks, cancel=cancel,
             out_dir=out, init_adapter=a.init_adapter, description=a.description,
         )  # fmt: skip
-    if not main_process:
-        return 0
+    if main_process:
+        _report(result, out, args.patience)
+    return 130 if result.state.cancelled else 0
+
+
+def _adapter_options(a: argparse.Namespace) -> dict:
+    """The PromptConfig fields given on the command line (the rest keep their defaults), made PEFT's layout by
+    --peft-compatible; none may be given with --init-adapter, which keeps the saved adapter's own."""
+    given = given_options(a, PromptConfig)
+    if a.init_adapter and (given or a.peft_compatible):
+        flags = [option_flag(PromptConfig, name) for name in given] + ["--peft-compatible"] * a.peft_compatible
+        raise ConfigError(f"--init-adapter keeps the adapter's own settings: drop {', '.join(flags)}")
+    return peft_compatible_options(given) if a.peft_compatible else given
+
+
+def _report(result, out: Path, patience: int | None) -> None:
+    """What a finished (or stopped) run prints: where the adapter is, how the run ended, the metrics as JSON."""
     s, clf = result.state, result.model
     how = f"{clf.config.method.value}, {clf.config.num_virtual_tokens} virtual tokens, placement {clf.config.placement}"
     print(f"adapter saved to {out} ({how})")
@@ -302,39 +262,13 @@ def cmd_train(a: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     elif s.stopped_early:
-        print(f"stopped early at step {s.step} of {s.total_steps}: no improvement in {args.patience} evaluations")
+        print(f"stopped early at step {s.step} of {s.total_steps}: no improvement in {patience} evaluations")
     if result.metrics:
         n_val = clf.info["training"]["n_val"]
         print(f"best at step {s.best_step}: {_summary(result.metrics)} on {n_val} validation examples")
     else:
         print("no validation data (--val-split 0): no metrics")
     print(json.dumps(result.metrics, ensure_ascii=False))
-    return 130 if s.cancelled else 0
-
-
-# train's options that set a PromptConfig field: argparse dest -> field
-_PROMPT_OPTIONS = {
-    "model": "base_model", "method": "method", "prompt_length": "num_virtual_tokens", "placement": "placement",
-    "pooling": "pooling", "init": "init", "init_text": "init_text", "encoder": "encoder_type",
-    "encoder_hidden_size": "encoder_hidden_size", "head_dropout": "head_dropout",
-}  # fmt: skip
-
-
-def _prompt_options(a: argparse.Namespace) -> dict:
-    """The PromptConfig fields given on the command line (the rest keep their defaults)."""
-    options = {field: getattr(a, dest) for dest, field in _PROMPT_OPTIONS.items() if getattr(a, dest) is not None}
-    if a.freeze_head:
-        options["train_head"] = False
-    if a.peft_compatible:
-        if options.get("method") == Method.DEEP.value:
-            raise ConfigError("--peft-compatible needs --method prompt or p-tuning: PEFT cannot run deep prompts")
-        if str(options.get("placement", "start")).strip().lower() != "start":
-            raise ConfigError("--peft-compatible puts the prompt at the start: drop --placement or use start")
-        if options.get("pooling", Pooling.MODEL.value) != Pooling.MODEL.value:
-            raise ConfigError("--peft-compatible uses the backbone's own head: drop --pooling or use model")
-        options.setdefault("method", Method.PROMPT.value)  # the default, deep, has no PEFT equivalent
-        options.update(placement="start", pooling=Pooling.MODEL.value)
-    return options
 
 
 class _interrupt_sets:
@@ -362,8 +296,9 @@ class _interrupt_sets:
 
 
 def _summary(metrics: dict) -> str:
-    keys = ("accuracy", "macro_f1") if "accuracy" in metrics else ("pearson", "spearman", "mse", "mae")
-    return ", ".join(f"{k} {metrics[k]:.4f}" if metrics.get(k) is not None else f"{k} n/a" for k in keys)
+    from .metrics import summary_metrics
+
+    return ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in summary_metrics(metrics))
 
 
 # -------------------------------------------------------------------------------------------------- evaluate
@@ -394,11 +329,17 @@ def _load_adapter(a: argparse.Namespace):
 
 # -------------------------------------------------------------------------------------------------- predict
 def cmd_predict(a: argparse.Namespace) -> int:
+    from .data import read_texts
+
     if bool(a.texts) == bool(a.input):
         raise ConfigError("give the texts to classify as arguments or in --input FILE (one of the two)")
     if a.output and Path(a.output).suffix.lower() not in _OUTPUT_FORMATS:
         raise ConfigError(f"--output {a.output}: write a {', '.join(_OUTPUT_FORMATS)} file")
-    texts, pairs = _read_texts(a) if a.input else (list(a.texts), None)
+    texts, pairs = list(a.texts), None
+    if a.input:
+        given = read_texts(a.input, a.text_column, a.pair_column)
+        _warn(given.warnings)
+        texts, pairs = given.texts, given.text_pairs
     clf = _load_adapter(a)
     rows = []
     for i, r in enumerate(clf.predict(texts, pairs, batch_size=a.batch_size)):
@@ -416,17 +357,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
     else:
         _print_table(rows, clf.config.task)
     return 0
-
-
-def _read_texts(a: argparse.Namespace) -> tuple[list[str], list[str] | None]:
-    from .data import build_dataset, detect_columns, read_table
-
-    df = read_table(a.input)
-    text, _, pair = detect_columns(df, a.text_column, None, a.pair_column, guess_label=False)
-    columns = [text] + ([pair] if pair else [])
-    data = build_dataset(df[columns], text_column=text, pair_column=pair, require_labels=False)
-    _warn([w for w in data.warnings if "duplicate" not in w])  # repeated texts are fine to classify
-    return data.texts, data.text_pairs
 
 
 def _write_predictions(path: Path, rows: list[dict], labels: list[str]) -> None:
@@ -482,7 +412,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from .serving.engine import ServingConfig
     from .serving.server import parse_adapter_specs, serve
 
-    config = ServingConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(ServingConfig)})
+    config = ServingConfig(**given_options(a, ServingConfig))
     adapters = parse_adapter_specs(a.adapter)
     if not adapters and not config.allow_hub_load:
         raise ConfigError("nothing to serve: name adapters with --adapter NAME=PATH, or pass --allow-hub-load")

@@ -1,6 +1,7 @@
-"""What a prompt adapter is: one dataclass, saved as JSON beside the weights.
+"""What a prompt adapter is: one dataclass, saved as JSON beside the weights; and what PEFT can load of it.
 
-The help texts are read by the CLI (``--help``) and the app (widget info), so they are written for users.
+The help texts are read by the CLI (``--help``) and the app (widget info), so they are written for users; the
+metadata follows the convention of ``options.py``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ class PromptConfig:
 
     base_model: str = field(
         default="",
-        metadata={"help": "Backbone: a local directory or a Hub id; empty means the embedded all-MiniLM-L6-v2."},
+        metadata={
+            "help": "Backbone: a local directory or a Hub id; empty means the embedded all-MiniLM-L6-v2.",
+            "flag": "--model",
+            "metavar": "M",
+        },
     )
     labels: list[str] = field(
         default_factory=list,
@@ -69,13 +74,17 @@ class PromptConfig:
     )
     num_virtual_tokens: int = field(
         default=5,
-        metadata={"help": "How many prompt vectors are inserted (each one costs a token's compute at every layer)."},
+        metadata={
+            "help": "How many prompt vectors are inserted (each one costs a token's compute at every layer).",
+            "flag": "--prompt-length",
+        },
     )
     placement: str = field(
         default="start",
         metadata={
             "help": 'Where the prompt goes: start (before [CLS], PEFT layout), middle, end, or a template '
-            'such as "[P:4] {text} [P:4]" or "{text} [P:3] {text_pair}".'
+            'such as "[P:4] {text} [P:4]" or "{text} [P:3] {text_pair}".',
+            "metavar": "WHERE",
         },
     )
     pooling: Pooling = field(
@@ -84,10 +93,21 @@ class PromptConfig:
     )
     init: Init = field(default=Init.VOCAB, metadata={"help": "Prompt init: vocab, text or random."})
     init_text: str = field(default="", metadata={"help": 'Text for init="text", e.g. "Classify the sentiment:".'})
-    encoder_type: EncoderType = field(default=EncoderType.MLP, metadata={"help": "p-tuning encoder: MLP or LSTM."})
+    encoder_type: EncoderType = field(
+        default=EncoderType.MLP, metadata={"help": "p-tuning encoder: MLP or LSTM.", "flag": "--encoder"}
+    )
     encoder_hidden_size: int = field(default=128, metadata={"help": "Hidden size of the p-tuning encoder."})
-    train_head: bool = field(default=True, metadata={"help": "Train the classification head (else keep it frozen)."})
-    head_dropout: float = field(default=0.1, metadata={"help": "Dropout before our own linear head."})
+    train_head: bool = field(
+        default=True,
+        metadata={
+            "help": "Train the classification head (else keep it frozen).",
+            "flag": "--freeze-head",
+            "cli_help": "Keep the classification head at its initial weights.",
+        },
+    )
+    head_dropout: float = field(
+        default=0.1, metadata={"help": "Dropout before our own linear head.", "metavar": "P"}
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -123,6 +143,28 @@ class PromptConfig:
         return cls(**d)
 
 
-def config_help(name: str) -> str:
-    """The help text of a ``PromptConfig`` field (for the CLI and the app)."""
-    return next(f.metadata.get("help", "") for f in dataclasses.fields(PromptConfig) if f.name == name)
+def peft_incompatible_reason(method: Method | str, placement: str, pooling: Pooling | str) -> str | None:
+    """Why PEFT cannot load an adapter with these settings, or None when it can: PEFT only prepends prompts (no deep
+    ones) and classifies with the backbone's own head."""
+    if method == Method.DEEP:
+        return "deep prompts (one table per layer) have no PEFT equivalent that runs on this backbone"
+    if str(placement).strip().lower() != "start":
+        return f"PEFT only prepends prompts; this adapter places them '{placement}'"
+    if pooling != Pooling.MODEL:
+        how = getattr(pooling, "value", pooling)
+        return f"PEFT uses the backbone's own head; this adapter's head reads '{how}' pooling"
+    return None
+
+
+def peft_compatible_options(options: dict) -> dict:
+    """``options`` (PromptConfig fields) completed into an adapter PEFT can load: method prompt, placement start and
+    the backbone's own head where not given; a ConfigError when a given one is beyond PEFT.
+
+    >>> peft_compatible_options({"method": "p-tuning"})["pooling"]
+    'model'
+    """
+    completed = {"method": Method.PROMPT.value, "placement": "start", "pooling": Pooling.MODEL.value, **options}
+    reason = peft_incompatible_reason(completed["method"], completed["placement"], completed["pooling"])
+    if reason:
+        raise ConfigError(f"PEFT could not load this adapter: {reason}. Drop that setting for a PEFT-compatible one")
+    return {**completed, "placement": "start"}

@@ -1,8 +1,8 @@
 """Reading and validating the user's tables of labelled examples.
 
-    file  -> read_table   -+
-                           +-> DataFrame -> build_dataset -> Dataset -> check_trainable, split_dataset
-    paste -> parse_pasted -+
+    file  -> read_table   -+                 +-> build_dataset -> Dataset -> check_trainable, split_dataset
+                           +-> DataFrame ----+
+    paste -> parse_pasted -+                 +-> build_texts   -> Dataset without labels (to classify)
 
 Tokenisation and batching live with the model; this module only turns a user's file into clean lists.
 
@@ -115,7 +115,7 @@ def read_table(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> p
         raise DataError(f"file not found: {path}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise DataError(f"{path.name} is {_size(size)}; the limit is {_size(max_bytes)}. Use a smaller file.")
+        raise DataError(f"{path.name} is {human_size(size)}; the limit is {human_size(max_bytes)}. Use a smaller file.")
     if size == 0:
         raise DataError(f"{path.name} is empty")
     suffix = path.suffix.lower()
@@ -146,7 +146,7 @@ def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFra
         raise DataError("the pasted text is empty")
     size = len(text.encode("utf-8"))
     if size > max_bytes:
-        raise DataError(f"the pasted text is {_size(size)}; the limit is {_size(max_bytes)}")
+        raise DataError(f"the pasted text is {human_size(size)}; the limit is {human_size(max_bytes)}")
     name, warnings = "the pasted text", []
     stripped = text.strip()
     if stripped.startswith("["):
@@ -163,10 +163,17 @@ def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFra
     return _finish(df, name, warnings)
 
 
-def _size(n_bytes: int) -> str:
-    if n_bytes < 2**10:
-        return f"{n_bytes} bytes"
-    return f"{n_bytes / 2**10:.1f} KiB" if n_bytes < 2**20 else f"{n_bytes / 2**20:.1f} MiB"
+def human_size(n_bytes: int) -> str:
+    """A size as people read it, in messages and model cards: bytes, or KiB, MiB or GiB with one decimal.
+
+    Example:
+        >>> human_size(512), human_size(1536), human_size(3 * 2**20)
+        ('512 bytes', '1.5 KiB', '3.0 MiB')
+    """
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
 
 
 def _decode(data: bytes, name: str, warnings: list[str]) -> str:
@@ -477,17 +484,7 @@ def build_dataset(
     texts = _texts(df[text_col], text_col, problems)
     pairs = _texts(df[pair_col], pair_col, problems) if pair_col else None
 
-    labels: list = []
-    if label_col is None:
-        task = task or "classification"
-    else:
-        column = df[label_col]
-        guessed = "classification" if label_names is not None else infer_task(column.drop_duplicates().tolist())
-        task = task or guessed
-        if task == "regression":
-            labels = _regression_labels(column, problems)
-        else:
-            labels, label_names = _class_labels(column, label_names, problems)
+    task, labels, label_names = _labels(df[label_col] if label_col else None, task, label_names, problems)
     if problems:
         raise DataError("; ".join(problems) + ". " + _ROW_NOTE)
     if task == "classification" and label_col is not None and len(label_names) < 2:
@@ -516,6 +513,49 @@ def load_dataset(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, **
         ['ham', 'spam']
     """
     return build_dataset(read_table(path, max_bytes=max_bytes), **kwargs)
+
+
+def build_texts(df: pd.DataFrame, text_column: str | None = None, pair_column: str | None = None) -> Dataset:
+    """The texts (and second texts) of a table to classify, as a Dataset without labels.
+
+    Columns are chosen as by detect_columns, but no label is looked for: a label column, or any other, is left
+    alone. Repeated texts are fine to classify, so they are not warned about.
+
+    Example:
+        >>> build_texts(pd.DataFrame({"message": ["hi", "hi"], "label": ["a", None]})).texts
+        ['hi', 'hi']
+    """
+    text, _, pair = detect_columns(df, text_column, None, pair_column, guess_label=False)
+    data = build_dataset(df[[c for c in (text, pair) if c]], text_column=text, pair_column=pair, require_labels=False)
+    repeated = set(_duplicate_warnings(data.texts, data.text_pairs, None))
+    data.warnings = [w for w in data.warnings if w not in repeated]
+    return data
+
+
+def read_texts(
+    path: str | PathLike, text_column: str | None = None, pair_column: str | None = None, *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Dataset:  # fmt: skip
+    """read_table then build_texts: the texts of a file to classify.
+
+    Example:
+        >>> len(read_texts("examples/sms_spam.csv"))
+        400
+    """
+    return build_texts(read_table(path, max_bytes=max_bytes), text_column, pair_column)
+
+
+def _labels(
+    column: pd.Series | None, task: str | None, label_names: list[str] | None, problems: list[str]
+) -> tuple[str, list, list[str] | None]:
+    """``(task, labels, label_names)`` of a label column (None: no labels); the task guessed unless given."""
+    if column is None:
+        return task or "classification", [], label_names
+    guessed = "classification" if label_names is not None else infer_task(column.drop_duplicates().tolist())
+    task = task or guessed
+    if task == "regression":
+        return task, _regression_labels(column, problems), label_names
+    return (task, *_class_labels(column, label_names, problems))
 
 
 def _texts(column: pd.Series, name: str, problems: list[str]) -> list[str]:

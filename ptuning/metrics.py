@@ -8,10 +8,48 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
+
+
+@dataclass(frozen=True)
+class MetricName:
+    """How people read a metric: ``title`` in a table or a model card, ``phrase`` inside a sentence."""
+
+    title: str
+    phrase: str
+
+
+# Every metric this module computes, in the order a summary lists them (the app, the CLI and the model card read
+# this table). A classification summary has the first two, a regression summary the last four.
+METRIC_NAMES = {
+    "accuracy": MetricName("Accuracy", "accuracy"),
+    "macro_f1": MetricName("Macro F1", "macro F1"),
+    "pearson": MetricName("Pearson r", "Pearson r"),
+    "spearman": MetricName("Spearman ρ", "Spearman ρ"),
+    "mse": MetricName("MSE", "mean squared error"),
+    "mae": MetricName("MAE", "mean absolute error"),
+}
+_SUMMARY = {"classification": ("accuracy", "macro_f1"), "regression": ("pearson", "spearman", "mse", "mae")}
+
+
+def metric_title(key: str) -> str:
+    """The name of metric ``key`` in a table ("Macro F1"); an unknown key is shown as it is."""
+    return METRIC_NAMES[key].title if key in METRIC_NAMES else key
+
+
+def summary_metrics(metrics: dict) -> list[tuple[str, float | None]]:
+    """The headline ``(key, value)`` pairs of a metrics dict from this module, in METRIC_NAMES order.
+
+    Example:
+        >>> summary_metrics({"accuracy": 0.9, "macro_f1": 0.8, "n_examples": 10})
+        [('accuracy', 0.9), ('macro_f1', 0.8)]
+    """
+    keys = _SUMMARY["classification" if "accuracy" in metrics else "regression"]
+    return [(key, metrics.get(key)) for key in keys]
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict:

@@ -14,6 +14,7 @@ and the heads are applied per row.
 from __future__ import annotations
 
 import copy
+import tempfile
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,11 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .adapter_files import CARD_FILE, load_adapter, save_adapter
 from .backbones import deep_prompts, load_backbone
 from .batching import collate, encode, length_grouped_batches
-from .config import Method, Pooling, PromptConfig
+from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
 from .errors import ConfigError
+from .hub import adapter_directory, push_adapter
 from .placement import parse_placement
 
 
@@ -132,19 +135,10 @@ class PromptClassifier(nn.Module):
     @property
     def peft_incompatible_reason(self) -> str | None:
         """Why PEFT cannot load this adapter, or None when it can."""
-        c = self.config
-        if c.method == Method.DEEP:
-            return "deep prompts (one table per layer) have no PEFT equivalent that runs on this backbone"
-        if self.placement.kind != "start":
-            return f"PEFT only prepends prompts; this adapter places them '{c.placement}'"
-        if c.pooling != Pooling.MODEL:
-            return f"PEFT uses the backbone's own head; this adapter's head reads '{c.pooling.value}' pooling"
-        return None
+        return peft_incompatible_reason(self.config.method, self.config.placement, self.config.pooling)
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's format) and ptuning's own files."""
-        from .adapter_files import save_adapter
-
         return save_adapter(self, save_directory)
 
     @classmethod
@@ -161,20 +155,12 @@ class PromptClassifier(nn.Module):
     ) -> "PromptClassifier":
         """Load an adapter (ours or PEFT's PROMPT_TUNING/P_TUNING SEQ_CLS) from a directory or a Hub repo.
 
-        ``base_model`` overrides the base the adapter names (e.g. a local copy of it).
+        ``revision``, ``token`` and ``endpoint`` say where on the Hub (``hub.download_adapter``); ``include_resume``
+        also fetches p-tuning's encoder, to train further. ``base_model`` overrides the base the adapter names (e.g.
+        a local copy of it).
         """
-        from .adapter_files import load_adapter
-
-        return load_adapter(
-            cls,
-            path_or_repo_id,
-            revision=revision,
-            token=token,
-            endpoint=endpoint,
-            device=device,
-            base_model=base_model,
-            include_resume=include_resume,
-        )
+        where = dict(revision=revision, token=token, endpoint=endpoint, include_resume=include_resume)
+        return load_adapter(cls, adapter_directory(path_or_repo_id, **where), device=device, base_model=base_model)
 
     def push_to_hub(
         self,
@@ -185,9 +171,14 @@ class PromptClassifier(nn.Module):
         commit_message: str | None = None,
     ) -> str:
         """Save this adapter with a model card and upload it to the Hub in one commit; returns the repo URL."""
-        from .adapter_files import push_adapter_to_hub
+        from .model_card import card_info, make_model_card  # here: the card's metric names import scikit-learn
 
-        return push_adapter_to_hub(self, repo_id, token, private, endpoint, commit_message)
+        with tempfile.TemporaryDirectory(prefix="ptuning-push-") as folder:
+            save_adapter(self, folder)
+            make_model_card(card_info(self, Path(folder), repo_id)).save(Path(folder) / CARD_FILE)
+            return push_adapter(
+                folder, repo_id, token=token, private=private, endpoint=endpoint, commit_message=commit_message
+            )
 
     def num_trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

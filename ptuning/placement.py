@@ -146,71 +146,91 @@ def assemble(
 
     ``literal_ids`` maps each template literal to its token ids (tokenised once per placement).
     """
+    literal_ids = literal_ids or {}
     if placement.kind == "template":
         if pair_ids is not None and not placement.uses_pair:
             raise ConfigError("the data has a second text column but the template has no {text_pair}")
         if pair_ids is None and placement.uses_pair:
             raise ConfigError("the template uses {text_pair} but the data has no second text column")
-        literal_ids = literal_ids or {}
-        n_fixed = len(layout.prefix) + len(layout.suffix) + placement.num_prompt
-        n_fixed += sum(len(literal_ids[s.literal]) for s in placement.spans if s.kind == "literal")
+    fixed = _fixed_length(placement, layout, pair_ids is not None, literal_ids)
+    text_ids, pair_ids, truncated = _truncate(text_ids, pair_ids, max_length - fixed)
+    out = _Writer(layout.pad_id, Assembled([], [], [], truncated))
+    if placement.kind == "template":
+        _write_template(out, placement, layout, text_ids, pair_ids, literal_ids)
     else:
-        n_fixed = len(layout.prefix) + placement.num_prompt
-        n_fixed += len(layout.mid) + len(layout.pair_suffix) if pair_ids is not None else len(layout.suffix)
-    text_ids, pair_ids, truncated = _truncate(text_ids, pair_ids, max_length - n_fixed)
+        _write_around_text(out, placement, layout, text_ids, pair_ids)
+    return out.assembled
 
-    out = Assembled([], [], [], truncated)
-    next_slot = iter(range(placement.num_prompt))
 
-    def put(ids, typ: int) -> None:
+def _fixed_length(placement: Placement, layout: SpecialLayout, has_pair: bool, literal_ids: dict) -> int:
+    """The positions an example takes besides its text: special tokens, prompt vectors, a template's literals."""
+    if placement.kind == "template":
+        literals = sum(len(literal_ids[s.literal]) for s in placement.spans if s.kind == "literal")
+        return len(layout.prefix) + len(layout.suffix) + placement.num_prompt + literals
+    ends = len(layout.mid) + len(layout.pair_suffix) if has_pair else len(layout.suffix)
+    return len(layout.prefix) + placement.num_prompt + ends
+
+
+class _Writer:
+    """Appends tokens (``put``) and prompt slots (``prompt``, numbered in order) to an Assembled example."""
+
+    def __init__(self, pad_id: int, assembled: Assembled):
+        self.pad_id, self.assembled, self.next_slot = pad_id, assembled, 0
+
+    def put(self, ids: list[int], typ: int) -> None:
+        out = self.assembled
         out.input_ids.extend(ids)
         out.prompt_slots.extend([-1] * len(ids))
         out.token_type_ids.extend([typ] * len(ids))
 
-    def prompt(n: int, typ: int) -> None:
-        out.input_ids.extend([layout.pad_id] * n)
-        out.prompt_slots.extend(next(next_slot) for _ in range(n))
+    def prompt(self, n: int, typ: int) -> None:
+        out = self.assembled
+        out.input_ids.extend([self.pad_id] * n)
+        out.prompt_slots.extend(range(self.next_slot, self.next_slot + n))
         out.token_type_ids.extend([typ] * n)
+        self.next_slot += n
 
+
+def _write_template(out: _Writer, placement, layout, text_ids, pair_ids, literal_ids) -> None:
+    out.put(layout.prefix, 0)
+    for s in placement.spans:
+        if s.kind == "prompt":
+            out.prompt(s.length, 0)
+        elif s.kind == "literal":
+            out.put(literal_ids[s.literal], 0)
+        else:
+            out.put(text_ids if s.kind == "text" else pair_ids, layout.pair_type if s.kind == "text_pair" else 0)
+    out.put(layout.suffix, 0)
+
+
+def _write_around_text(out: _Writer, placement, layout, text_ids, pair_ids) -> None:
+    """start, middle or end: the prompt before the special tokens, amid the real tokens or before the last one."""
     n = placement.num_prompt
-    if placement.kind == "template":
-        put(layout.prefix, 0)
-        for s in placement.spans:
-            if s.kind == "prompt":
-                prompt(s.length, 0)
-            elif s.kind == "literal":
-                put(literal_ids[s.literal], 0)
-            else:
-                put(text_ids if s.kind == "text" else pair_ids, layout.pair_type if s.kind == "text_pair" else 0)
-        put(layout.suffix, 0)
-        return out
-
     if placement.kind == "start":
-        prompt(n, 0)
-    put(layout.prefix, 0)
+        out.prompt(n, 0)
+    out.put(layout.prefix, 0)
     # middle: split the real tokens (text, then pair) at half their count
     split = (len(text_ids) + len(pair_ids or [])) // 2 if placement.kind == "middle" else -1
     in_text = 0 <= split <= len(text_ids)
-    put(text_ids[:split] if in_text else text_ids, 0)
+    out.put(text_ids[:split] if in_text else text_ids, 0)
     if in_text:
-        prompt(n, 0)
-        put(text_ids[split:], 0)
+        out.prompt(n, 0)
+        out.put(text_ids[split:], 0)
     if pair_ids is None:
         suffix, last_type = layout.suffix, 0
     else:
-        put(layout.mid, 0)
+        out.put(layout.mid, 0)
         k = split - len(text_ids)
         if split >= 0 and not in_text:
-            put(pair_ids[:k], layout.pair_type)
-            prompt(n, layout.pair_type)
-            put(pair_ids[k:], layout.pair_type)
+            out.put(pair_ids[:k], layout.pair_type)
+            out.prompt(n, layout.pair_type)
+            out.put(pair_ids[k:], layout.pair_type)
         else:
-            put(pair_ids, layout.pair_type)
+            out.put(pair_ids, layout.pair_type)
         suffix, last_type = layout.pair_suffix, layout.pair_type
     if placement.kind == "end":
-        prompt(n, last_type)
-    put(suffix, last_type)
-    return out
+        out.prompt(n, last_type)
+    out.put(suffix, last_type)
 
 
 def _truncate(a: list[int], b: list[int] | None, budget: int) -> tuple[list[int], list[int] | None, bool]:

@@ -5,6 +5,9 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.pop("HF_HUB_OFFLINE", None)
 
+import torch  # noqa: E402
+
+from tests import helpers  # noqa: E402
 from tests.tiny_models import FAMILIES, build_tiny  # noqa: E402
 
 
@@ -26,6 +29,39 @@ def family(request):
     return request.param
 
 from tests.hub_server import hub_server  # noqa: E402,F401  (the loopback Hub fixture)
+
+
+@pytest.fixture(scope="session")
+def make():
+    """``make(tiny("bert"), **options)`` → an adapter with a random head (and deep tables), in eval mode."""
+    return helpers.make_classifier
+
+
+@pytest.fixture(scope="session")
+def texts():
+    """Three texts of very different lengths (a batch of them is mostly padding)."""
+    return list(helpers.TEXTS)
+
+
+@pytest.fixture(scope="session")
+def sentiment():
+    """``sentiment(n, seed, long)`` → a Dataset whose label is decided by one word among filler words."""
+    return helpers.sentiment
+
+
+@pytest.fixture(scope="session")
+def scores():
+    """``scores(n, seed)`` → a regression Dataset: the target counts the good words, plus an offset."""
+    return helpers.scores
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and several times faster when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

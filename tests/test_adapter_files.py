@@ -6,10 +6,9 @@ from safetensors.torch import load_file, save_file
 
 from ptuning import AdapterError, PromptClassifier
 from ptuning.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS
-from tests.test_model import TEXTS, make
 
 
-def scores(clf, texts=TEXTS):
+def scores(clf, texts):
     return torch.tensor([list(r["scores"].values()) or [r["score"]] for r in clf.predict(texts)])
 
 
@@ -23,15 +22,15 @@ def scores(clf, texts=TEXTS):
         dict(labels=[], task="regression"),
     ],
 )
-def test_save_then_load_gives_identical_predictions(tiny, tmp_path, options):
+def test_save_then_load_gives_identical_predictions(tiny, tmp_path, options, make, texts):
     clf = make(tiny("bert"), **options)
     clf.save_pretrained(tmp_path)
     loaded = PromptClassifier.from_pretrained(tmp_path)
     assert loaded.config == clf.config
-    assert torch.equal(scores(loaded), scores(clf))
+    assert torch.equal(scores(loaded, texts), scores(clf, texts))
 
 
-def test_p_tuning_saves_its_encoder_so_training_can_resume(tiny, tmp_path):
+def test_p_tuning_saves_its_encoder_so_training_can_resume(tiny, tmp_path, make):
     clf = make(tiny("bert"), method="p-tuning")
     clf.save_pretrained(tmp_path)
     assert set(load_file(tmp_path / RESUME_WEIGHTS)) == set(clf.prompt.state_dict())
@@ -40,14 +39,14 @@ def test_p_tuning_saves_its_encoder_so_training_can_resume(tiny, tmp_path):
         assert torch.equal(loaded.prompt.state_dict()[name], value)
 
 
-def test_p_tuning_without_its_encoder_file_still_predicts(tiny, tmp_path):
+def test_p_tuning_without_its_encoder_file_still_predicts(tiny, tmp_path, make, texts):
     clf = make(tiny("bert"), method="p-tuning")
     clf.save_pretrained(tmp_path)
     (tmp_path / RESUME_WEIGHTS).unlink()
-    assert torch.allclose(scores(PromptClassifier.from_pretrained(tmp_path)), scores(clf), atol=1e-6)
+    assert torch.allclose(scores(PromptClassifier.from_pretrained(tmp_path), texts), scores(clf, texts), atol=1e-6)
 
 
-def test_adapter_files_follow_peft_names(tiny, tmp_path):
+def test_adapter_files_follow_peft_names(tiny, tmp_path, make):
     make(tiny("roberta"), method="prompt", pooling="model").save_pretrained(tmp_path)
     tensors = load_file(tmp_path / ADAPTER_WEIGHTS)
     assert set(tensors) == {
@@ -62,7 +61,7 @@ def test_adapter_files_follow_peft_names(tiny, tmp_path):
     assert cfg["num_virtual_tokens"] == 3 and cfg["token_dim"] == 32 and "ptuning" not in cfg
 
 
-def test_adapter_peft_cannot_express_says_so(tiny, tmp_path):
+def test_adapter_peft_cannot_express_says_so(tiny, tmp_path, make):
     make(tiny("bert"), method="prompt", placement="middle").save_pretrained(tmp_path)
     assert "places them 'middle'" in json.loads((tmp_path / ADAPTER_CONFIG).read_text())["ptuning"]["reason"]
     ours = json.loads((tmp_path / PTUNING_CONFIG).read_text())
@@ -76,7 +75,7 @@ def test_default_minilm_adapter_needs_under_100_kb_to_predict(tmp_path):
 
 
 @pytest.fixture
-def saved(tiny, tmp_path):
+def saved(tiny, tmp_path, make):
     make(tiny("bert"), pooling="model").save_pretrained(tmp_path)
     return tmp_path
 
@@ -139,7 +138,7 @@ def test_a_path_that_is_neither_a_directory_nor_a_repo_id_is_a_clear_error(tmp_p
         PromptClassifier.from_pretrained(str(tmp_path / "missing" / "deeper" / "dir"))
 
 
-def test_push_then_load_from_the_hub_gives_identical_predictions(tiny, hub_server):
+def test_push_then_load_from_the_hub_gives_identical_predictions(tiny, hub_server, make, texts):
     clf = make(tiny("bert"), method="p-tuning", placement="end")
     clf.info = {"metrics": {"accuracy": 0.75, "macro_f1": 0.7}, "dataset_description": "tiny test set"}
     url = clf.push_to_hub("alice/tiny-prompt", token=hub_server.token, endpoint=hub_server.endpoint)
@@ -148,5 +147,18 @@ def test_push_then_load_from_the_hub_gives_identical_predictions(tiny, hub_serve
     assert {ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, "README.md"} <= set(files)
     assert hub_server.token not in files["README.md"].decode()
     loaded = PromptClassifier.from_pretrained("alice/tiny-prompt", endpoint=hub_server.endpoint)
-    assert torch.allclose(scores(loaded), scores(clf), atol=1e-6)
+    assert torch.allclose(scores(loaded, texts), scores(clf, texts), atol=1e-6)
     assert loaded.info["metrics"]["accuracy"] == 0.75
+
+
+def test_a_packed_zip_unpacks_to_the_same_adapter(tiny, tmp_path, make, texts):
+    from ptuning.adapter_files import pack_adapter_zip, unpack_adapter_zip
+
+    clf = make(tiny("bert"), method="p-tuning")
+    archive = pack_adapter_zip(clf, tmp_path / "adapter.zip")
+    (tmp_path / "out").mkdir()
+    unpack_adapter_zip(str(archive), tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS
+    ]
+    assert torch.equal(scores(PromptClassifier.from_pretrained(tmp_path / "out"), texts), scores(clf, texts))

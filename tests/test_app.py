@@ -3,6 +3,7 @@
 Training uses a tiny random BERT, so numbers mean nothing; the tests check what is shown, not how good it is.
 """
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -113,18 +114,24 @@ def test_classify_returns_label_confidences(trained):
 def test_classify_file_returns_csv_with_predictions(trained, tmp_path):
     session, _ = trained
     texts = tmp_path / "texts.csv"
-    texts.write_text("message\nsee you at 8\nFREE entry! Text WIN now\n", encoding="utf-8")
+    messages = ["see you at 8", "FREE entry! Text WIN now"]
+    texts.write_text("message\n" + "".join(m + "\n" for m in messages), encoding="utf-8")
     csv = Path(session.predict(handle_file(str(texts)), api_name="/classify_file")).read_text(encoding="utf-8")
     header, *rows = csv.splitlines()
     assert header == "message,predicted_label,confidence"
     assert len(rows) == 2 and all(row.split(",")[1] in ("ham", "spam") for row in rows)
+    one_by_one = [session.predict(m, api_name="/classify")["label"] for m in messages]
+    assert [row.split(",")[1] for row in rows] == one_by_one  # the same labels as classifying each text alone
 
 
 def test_downloaded_adapter_zip_loads_in_a_new_session(trained, client):
     _, (*_, download) = trained
     message = client.predict(handle_file(download["value"]), api_name="/load_adapter_zip")
     assert "Loaded" in message
-    assert client.predict("hello there", api_name="/classify")["label"] in ("ham", "spam")
+    loaded = client.predict("hello there", api_name="/classify")
+    assert loaded["label"] in ("ham", "spam")
+    assert {c["label"] for c in loaded["confidences"]} == {"ham", "spam"}
+    assert loaded == trained[0].predict("hello there", api_name="/classify")  # the very adapter that was trained
 
 
 def test_adapter_zip_with_path_traversal_is_refused(client, tmp_path):
@@ -170,7 +177,9 @@ def test_push_then_load_from_the_hub_never_shows_the_token(hub_server, tiny):
         fresh = Client(local_url, verbose=False)
         message = fresh.predict("test-user/sms", hub_server.token, api_name="/load_adapter")
         assert "Loaded" in message
-        assert fresh.predict("see you soon", api_name="/classify")["label"] in ("ham", "spam")
+        loaded = fresh.predict("see you soon", api_name="/classify")
+        assert loaded["label"] in ("ham", "spam")
+        assert loaded == session.predict("see you soon", api_name="/classify")  # the adapter that was pushed
     finally:
         app.close()
 
@@ -187,3 +196,11 @@ def test_train_settings_start_at_the_library_defaults(client):
     assert shown["encoder_type"] == config.encoder_type.value
     assert (shown["batch_size"], shown["seed"], shown["patience"]) == (args.batch_size, args.seed, args.patience)
     assert shown["validation_split"] == args.val_split
+
+
+def test_a_training_update_names_its_outputs_or_fails():
+    from app import TrainView
+
+    assert len(TrainView.update(status="x")) == len(dataclasses.fields(TrainView))
+    with pytest.raises(TypeError, match="stauts"):
+        TrainView.update(stauts="a typo")

@@ -14,8 +14,8 @@ import pytest
 
 import ptuning.train
 from ptuning import cli
-from tests.test_train import one_thread, sentiment  # noqa: F401  (a fixture)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--epochs", "3", "--batch-size", "16", "--lr", "0.1", "--head-lr", "0.05", "--prompt-length", "4", "--quiet"]
 
@@ -28,9 +28,15 @@ def write_csv(path: Path, texts, labels) -> Path:
     return path
 
 
-def sentiment_csv(path: Path, n: int = 64, seed: int = 0) -> Path:
-    data = sentiment(n, seed=seed)
-    return write_csv(path, data.texts, [data.label_names[y] for y in data.labels])
+@pytest.fixture(scope="session")
+def sentiment_csv(sentiment):
+    """``sentiment_csv(path, n, seed)`` → the synthetic sentiment data (the ``sentiment`` fixture) as a CSV file."""
+
+    def write(path: Path, n: int = 64, seed: int = 0) -> Path:
+        data = sentiment(n, seed=seed)
+        return write_csv(path, data.texts, [data.label_names[y] for y in data.labels])
+
+    return write
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -44,7 +50,7 @@ def last_json(out: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory):
+def trained(tiny, tmp_path_factory, sentiment_csv):
     """An adapter trained by the CLI on the synthetic sentiment data, and its files."""
     tmp = tmp_path_factory.mktemp("cli")
     data = sentiment_csv(tmp / "train.csv")
@@ -56,7 +62,7 @@ def trained(tiny, tmp_path_factory):
 # -- the round trip ---------------------------------------------------------------------------------------
 
 
-def test_train_prints_the_metrics_as_its_last_line(tiny, tmp_path, capsys):
+def test_train_prints_the_metrics_as_its_last_line(tiny, tmp_path, capsys, sentiment_csv):
     data = sentiment_csv(tmp_path / "train.csv")
     code, out, err = run(capsys, "train", data, "--out", tmp_path / "a", "--model", tiny("bert"), *FAST)
 
@@ -135,7 +141,7 @@ def test_regression_evaluates_with_correlations(tiny, tmp_path, capsys):
     assert json.loads(out)["label"] is None and isinstance(json.loads(out)["score"], float)
 
 
-def test_peft_compatible_makes_an_adapter_peft_can_load(tiny, tmp_path, capsys):
+def test_peft_compatible_makes_an_adapter_peft_can_load(tiny, tmp_path, capsys, sentiment_csv):
     data = sentiment_csv(tmp_path / "train.csv", n=32)
     code, out, err = run(
         capsys, "train", data, "--out", tmp_path / "a", "--model", tiny("bert"), "--peft-compatible", *FAST
@@ -146,7 +152,7 @@ def test_peft_compatible_makes_an_adapter_peft_can_load(tiny, tmp_path, capsys):
     assert saved["config"]["placement"] == "start" and saved["config"]["pooling"] == "model"
 
 
-def test_ctrl_c_stops_training_and_resume_finishes_it(tiny, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_stops_training_and_resume_finishes_it(tiny, tmp_path, capsys, monkeypatch, sentiment_csv):
     class InterruptAtStep2(ptuning.train.Callback):
         def on_step_end(self, state):
             if state.step == 2:

@@ -1,4 +1,4 @@
-"""Pushing and downloading adapters, against a local Hub that the real huggingface_hub client talks to."""
+"""Pushing and downloading adapters, against a local Hub that the real huggingface_hub client talks to; the card."""
 
 import json
 import socket
@@ -10,7 +10,8 @@ from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.torch import save_file
 
 from ptuning.errors import AdapterError, HubError
-from ptuning.hub import download_adapter, is_repo_id, make_model_card, push_adapter
+from ptuning.hub import download_adapter, is_repo_id, push_adapter
+from ptuning.model_card import make_model_card
 
 REPO = "test-user/sentiment-prompt"
 CARD_INFO = {

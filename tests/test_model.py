@@ -1,24 +1,10 @@
+import logging
+
 import pytest
 import torch
 
-from ptuning.backbones import load_backbone
+from ptuning.backbones import PADDING_WARNING, load_backbone
 from ptuning.model import PromptClassifier, forward_mixed, predict_mixed
-
-TEXTS = ["good film", "a much longer sentence that needs a lot more padding than the others", "bad"]
-
-
-def make(path, **kw):
-    torch.manual_seed(kw.pop("seed", 0))
-    kw.setdefault("labels", ["a", "b", "c"])
-    kw.setdefault("num_virtual_tokens", 3)
-    clf = PromptClassifier(path, **kw)
-    with torch.no_grad():  # a random head so that logits are not all ~0
-        for p in clf.head.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-        if clf.deep is not None:
-            clf.deep.tables.add_(torch.randn_like(clf.deep.tables))
-    return clf.eval()
-
 
 def logits_of(clf, texts):
     with torch.no_grad():
@@ -27,14 +13,14 @@ def logits_of(clf, texts):
 
 @pytest.mark.parametrize("placement", ["start", "middle", "end", "[P:1] {text} [P:2]"])
 @pytest.mark.parametrize("pooling", ["model", "mean", "last"])
-def test_padding_does_not_change_an_example_logits(tiny, family, placement, pooling):
+def test_padding_does_not_change_an_example_logits(tiny, family, placement, pooling, texts, make):
     clf = make(tiny(family), placement=placement, pooling=pooling)
-    together = logits_of(clf, TEXTS)
-    for i, text in enumerate(TEXTS):
+    together = logits_of(clf, texts)
+    for i, text in enumerate(texts):
         assert torch.allclose(together[i], logits_of(clf, [text])[0], atol=1e-5), (family, i)
 
 
-def test_word_embeddings_are_looked_up_once_and_the_model_adds_positions(tiny):
+def test_word_embeddings_are_looked_up_once_and_the_model_adds_positions(tiny, make):
     clf = make(tiny("bert"), method="prompt", pooling="model", placement="start")
     bb = clf.backbone
     ids = bb.tokenizer(["good film"], return_tensors="pt")
@@ -46,7 +32,7 @@ def test_word_embeddings_are_looked_up_once_and_the_model_adds_positions(tiny):
     assert torch.allclose(logits_of(clf, ["good film"]), expected, atol=1e-6)
 
 
-def test_only_prompt_and_head_are_trainable_and_backbone_stays_frozen(tiny):
+def test_only_prompt_and_head_are_trainable_and_backbone_stays_frozen(tiny, make):
     clf = make(tiny("bert"), method="p-tuning")
     clf.train()
     bb = clf.backbone
@@ -56,17 +42,17 @@ def test_only_prompt_and_head_are_trainable_and_backbone_stays_frozen(tiny):
     assert names == {"prompt", "head"}
 
 
-def test_head_can_be_frozen(tiny):
+def test_head_can_be_frozen(tiny, make):
     clf = make(tiny("bert"), method="prompt", train_head=False)
     assert {n.split(".")[0] for n, p in clf.named_parameters() if p.requires_grad} == {"prompt"}
 
 
 @pytest.mark.parametrize("method", ["prompt", "deep"])
 @pytest.mark.parametrize("pooling", ["mean", "model"])
-def test_an_adapter_without_prompt_vectors_is_a_head_on_the_frozen_backbone(tiny, pooling, method):
+def test_an_adapter_without_prompt_vectors_is_a_head_on_the_frozen_backbone(tiny, pooling, method, texts, make):
     clf = make(tiny("bert"), num_virtual_tokens=0, pooling=pooling, method=method)
     bb = clf.backbone
-    enc = bb.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    enc = bb.tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         if pooling == "model":
             expected = bb.with_head(clf.head)(**enc).logits
@@ -74,19 +60,19 @@ def test_an_adapter_without_prompt_vectors_is_a_head_on_the_frozen_backbone(tiny
             hidden = bb.model(**enc, output_hidden_states=True).hidden_states[-1]
             m = enc["attention_mask"][..., None].float()
             expected = clf.head((hidden * m).sum(1) / m.sum(1))
-    assert torch.allclose(logits_of(clf, TEXTS), expected, atol=1e-5)
+    assert torch.allclose(logits_of(clf, texts), expected, atol=1e-5)
     with_prompt = make(tiny("bert"), seed=1)
-    mixed = predict_mixed([clf, with_prompt], TEXTS * 2, [0, 1, 0, 1, 0, 1])
-    alone = clf.predict(TEXTS * 2)
+    mixed = predict_mixed([clf, with_prompt], texts * 2, [0, 1, 0, 1, 0, 1])
+    alone = clf.predict(texts * 2)
     for i in (0, 2, 4):
         assert mixed[i]["scores"] == pytest.approx(alone[i]["scores"], abs=1e-5)
 
 
 @pytest.mark.parametrize("method", ["prompt", "p-tuning", "deep"])
-def test_gradients_reach_prompts_and_head_but_not_the_backbone(tiny, family, method):
+def test_gradients_reach_prompts_and_head_but_not_the_backbone(tiny, family, method, texts, make):
     clf = make(tiny(family), method=method, placement="middle")
     clf.train()
-    logits = clf(**clf.collate(clf.encode(TEXTS).examples))
+    logits = clf(**clf.collate(clf.encode(texts).examples))
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
     grads = {n: p.grad for n, p in clf.named_parameters() if p.requires_grad}
     assert all(g is not None for g in grads.values()), [n for n, g in grads.items() if g is None]
@@ -97,29 +83,29 @@ def test_gradients_reach_prompts_and_head_but_not_the_backbone(tiny, family, met
     assert all(p.grad is None for p in clf.backbone.model.parameters())
 
 
-def test_deep_prompts_change_every_layer_input_and_leave_other_adapters_alone(tiny):
+def test_deep_prompts_change_every_layer_input_and_leave_other_adapters_alone(tiny, texts, make):
     path = tiny("bert")
     plain = make(path, pooling="mean")
-    before = logits_of(plain, TEXTS)
+    before = logits_of(plain, texts)
     deep = make(path, method="deep", pooling="mean")
-    with_deep = logits_of(deep, TEXTS)
+    with_deep = logits_of(deep, texts)
     with torch.no_grad():
         deep.deep.tables.zero_()
-    assert not torch.allclose(with_deep, logits_of(deep, TEXTS))
-    assert torch.equal(before, logits_of(plain, TEXTS))
+    assert not torch.allclose(with_deep, logits_of(deep, texts))
+    assert torch.equal(before, logits_of(plain, texts))
 
 
-def test_regression_has_one_output(tiny):
+def test_regression_has_one_output(tiny, make):
     clf = make(tiny("bert"), labels=[], task="regression")
     out = clf.predict(["good film"])
     assert out[0]["label"] is None and isinstance(out[0]["score"], float)
 
 
-def test_predict_returns_label_score_and_all_scores_in_input_order(tiny):
+def test_predict_returns_label_score_and_all_scores_in_input_order(tiny, texts, make):
     clf = make(tiny("bert"))
-    out = clf.predict(TEXTS)
+    out = clf.predict(texts)
     assert len(out) == 3
-    for row, logits in zip(out, logits_of(clf, TEXTS)):
+    for row, logits in zip(out, logits_of(clf, texts)):
         assert set(row["scores"]) == {"a", "b", "c"}
         assert abs(sum(row["scores"].values()) - 1) < 1e-5
         assert row["label"] == "abc"[int(logits.argmax())]
@@ -127,7 +113,7 @@ def test_predict_returns_label_score_and_all_scores_in_input_order(tiny):
 
 
 @pytest.mark.parametrize("fam", ["bert", "roberta", "gpt2", "distilbert"])
-def test_mixed_adapter_batch_equals_each_adapter_alone(tiny, fam):
+def test_mixed_adapter_batch_equals_each_adapter_alone(tiny, fam, make):
     path = tiny(fam)
     adapters = [
         make(path, placement="start", pooling="model", seed=1),
@@ -145,7 +131,7 @@ def test_mixed_adapter_batch_equals_each_adapter_alone(tiny, fam):
         assert got["score"] == pytest.approx(alone["score"], abs=1e-5)
 
 
-def test_mixed_batch_is_one_backbone_pass(tiny, monkeypatch):
+def test_mixed_batch_is_one_backbone_pass(tiny, monkeypatch, make):
     path = tiny("bert")
     adapters = [make(path, seed=s, pooling=p) for s, p in [(1, "model"), (2, "mean"), (3, "model")]]
     calls = []
@@ -159,7 +145,7 @@ def test_mixed_batch_is_one_backbone_pass(tiny, monkeypatch):
     assert len(calls) == 1
 
 
-def test_adapters_on_one_base_share_the_loaded_backbone(tiny):
+def test_adapters_on_one_base_share_the_loaded_backbone(tiny, make):
     a, b = make(tiny("bert")), make(tiny("bert"), labels=["p", "q"])
     assert a.backbone is b.backbone is load_backbone(tiny("bert"))
 
@@ -186,3 +172,18 @@ def test_vocab_init_has_the_scale_of_real_word_embeddings(tiny):
     words = clf.backbone.model.get_input_embeddings().weight
     ratio = clf.prompt_vectors().detach().norm(dim=1).mean() / words.norm(dim=1).mean()
     assert 0.5 < ratio < 2
+
+
+def test_decoders_drop_only_the_misleading_padding_warning(tiny):
+    bb = load_backbone(tiny("gpt2"))
+    logger = logging.getLogger(type(bb.model).forward.__module__)
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logger.addHandler(handler)  # transformers' loggers do not propagate to the root, where caplog listens
+    try:
+        logger.warning(f"GPT2ForSequenceClassification {PADDING_WARNING}. Results may be unexpected")
+        logger.warning("another warning")
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in seen] == ["another warning"]

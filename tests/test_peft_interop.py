@@ -6,7 +6,6 @@ import transformers as tf
 from peft import PeftModel, PromptEncoderConfig, PromptTuningConfig, TaskType, get_peft_model
 
 from ptuning import PromptClassifier
-from tests.test_model import make
 
 TEXT = "the film was a quiet triumph"
 
@@ -34,7 +33,7 @@ def our_logits(clf, text):
 
 
 @pytest.mark.parametrize("method", ["prompt", "p-tuning"])
-def test_ptuning_adapter_loads_in_peft_with_the_same_logits(tiny, family, method, tmp_path):
+def test_ptuning_adapter_loads_in_peft_with_the_same_logits(tiny, family, method, tmp_path, make):
     clf = make(tiny(family), method=method, pooling="model", placement="start")
     clf.save_pretrained(tmp_path)
     model = PeftModel.from_pretrained(peft_base(tiny(family), 3, clf.backbone.tokenizer.pad_token_id), tmp_path)
@@ -43,7 +42,7 @@ def test_ptuning_adapter_loads_in_peft_with_the_same_logits(tiny, family, method
 
 @pytest.mark.parametrize("peft_type", ["PROMPT_TUNING", "P_TUNING"])
 @pytest.mark.parametrize("fam", ["bert", "roberta", "gpt2"])
-def test_peft_adapter_loads_in_ptuning_with_the_same_logits(tiny, fam, peft_type, tmp_path):
+def test_peft_adapter_loads_in_ptuning_with_the_same_logits(tiny, fam, peft_type, tmp_path, make):
     path = tiny(fam)
     ours_for_tok = make(path)
     base = peft_base(path, 2, ours_for_tok.backbone.tokenizer.pad_token_id)

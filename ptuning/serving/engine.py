@@ -36,7 +36,10 @@ class ServingConfig:
 
     base_model: str = field(
         default="",
-        metadata={"help": "The frozen backbone every adapter must share; empty: the embedded all-MiniLM-L6-v2."},
+        metadata={
+            "help": "The frozen backbone every adapter must share; empty: the embedded all-MiniLM-L6-v2.",
+            "flag": "--model",
+        },
     )
     device: str | None = field(default=None, metadata={"help": "cuda, mps or cpu; empty: the best available."})
     max_batch_size: int = field(default=32, metadata={"help": "Most texts in one backbone pass."})
@@ -61,7 +64,9 @@ class ServingConfig:
         default=False,
         metadata={"help": "Load adapters by Hub repo id on first request (without the server's token)."},
     )
-    hub_endpoint: str | None = field(default=None, metadata={"help": "Hub endpoint; empty: https://huggingface.co."})
+    hub_endpoint: str | None = field(
+        default=None, metadata={"help": "Hub endpoint; empty: https://huggingface.co.", "flag": "--endpoint"}
+    )
 
     def __post_init__(self) -> None:
         checks = [

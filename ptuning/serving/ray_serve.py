@@ -119,19 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     """Start a local Ray instance (or join ``RAY_ADDRESS``) and serve until interrupted."""
     import ray
 
-    from ..cli import _add_serving_options
+    from ..cli import add_serve_options
+    from ..options import given_options
     from .server import parse_adapter_specs
 
     parser = argparse.ArgumentParser(prog="python -m ptuning.serving.ray_serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--adapter", action="append", default=[], metavar="NAME=ADAPTER")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--min-replicas", type=int, default=1)
-    parser.add_argument("--max-replicas", type=int, default=4)
-    _add_serving_options(parser)
+    add_serve_options(parser, ServingConfig)
+    parser.add_argument("--min-replicas", type=int, default=1, help="Replicas kept at the least load. Default: 1.")
+    parser.add_argument("--max-replicas", type=int, default=4, help="Replicas at the most load. Default: 4.")
     a = parser.parse_args(argv)
     try:
-        config = ServingConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(ServingConfig)})
+        config = ServingConfig(**given_options(a, ServingConfig))
         adapters = parse_adapter_specs(a.adapter)
     except PtuningError as error:
         print(f"error: {error}", file=sys.stderr)

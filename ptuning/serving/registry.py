@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from ..adapter_files import adapter_base_model, resolve_adapter_dir
+from ..adapter_files import adapter_base_model
 from ..backbones import Backbone, resolve_backbone
 from ..encoders import PromptTable
 from ..errors import AdapterError, HubError, NotFoundError
-from ..hub import is_repo_id
+from ..hub import adapter_directory, is_repo_id
 from ..model import PromptClassifier
 from .metrics import ServingMetrics
 
@@ -131,7 +131,7 @@ class AdapterRegistry:
         # A caller-chosen repo never travels with the operator's token: token=False sends none.
         token = None if source.operator else False
         try:
-            directory = resolve_adapter_dir(source.location, token=token, endpoint=self.endpoint)
+            directory = adapter_directory(source.location, token=token, endpoint=self.endpoint)
         except HubError as error:
             if source.operator:
                 raise

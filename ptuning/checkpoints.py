@@ -1,0 +1,187 @@
+"""Checkpoints of a training run: safetensors and JSON, never pickles; the on-disk format is a contract.
+
+A checkpoint directory holds:
+- ``last/`` and ``best/``: adapters (loadable as they are) with the weights now and at the best evaluation;
+- ``optimizer.safetensors``: the optimizer's tensors (AdamW's moments);
+- ``rng_state.safetensors``: the random generators, so that a resumed run draws the same dropout masks;
+- ``trainer_state.json``: everything else. The run's identity (``args``, ``config``, ``data_fingerprint``,
+  ``resolved``: what a resumed run must share), its progress (``step``, ``epoch``, ``history``, ``best_*``,
+  ``since_best``, ``loss_sum``, ``loss_count``, ``elapsed_s``, ``finished``, ...), the optimizer's other state and
+  hyperparameters (``optimizer``) and the scheduler's (``scheduler``), under ``format_version``.
+
+A save writes a new directory beside the old one and swaps them only once it is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .adapter_files import write_json
+from .errors import ConfigError
+from .model import PromptClassifier
+from .training_args import TrainingArguments
+
+if TYPE_CHECKING:
+    from .data import Dataset
+
+CHECKPOINT_FORMAT = 1
+TRAINER_STATE, OPTIMIZER_STATE, RNG_STATE = "trainer_state.json", "optimizer.safetensors", "rng_state.safetensors"
+LAST, BEST = "last", "best"
+# Arguments a resumed run may change: where it runs, where it saves, that it resumes, and when it gives up.
+_FREE_ARGS = ("device", "checkpoint_dir", "resume", "patience")
+
+
+@dataclass
+class Checkpoint:
+    """A run between two steps, as read back from its directory (see the module docstring for ``trainer``)."""
+
+    trainer: dict  # trainer_state.json
+    model: PromptClassifier  # last/
+    best: PromptClassifier | None  # best/, None before the first evaluation
+    optimizer: dict  # the optimizer's state_dict()
+    rng: dict[str, torch.Tensor]  # from rng_state()
+
+
+# --------------------------------------------------------------------------------------------- identity
+def comparable_args(args: TrainingArguments) -> dict:
+    """The arguments a resumed run must share with the run it continues."""
+    return {k: v for k, v in dataclasses.asdict(args).items() if k not in _FREE_ARGS}
+
+
+def data_fingerprint(train: Dataset, val: Dataset | None) -> str:
+    """A hash of the training and validation examples: a resumed run must see the very same data."""
+    parts = [None if ds is None else [ds.texts, ds.text_pairs, ds.labels] for ds in (train, val)]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+def _check_same_run(saved: dict, now: dict, directory: Path) -> None:
+    """Refuse to resume when ``now`` (args, config, data_fingerprint, resolved) is not the run ``saved`` holds."""
+    changed = [f"{k}={saved['args'].get(k)!r}" for k in now["args"] if saved["args"].get(k) != now["args"][k]]
+    if changed:
+        raise ConfigError(
+            f"the checkpoint in {directory} was made with {', '.join(changed)}: resume with the same settings, "
+            "or train anew without resume"
+        )
+    if saved["config"] != now["config"]:
+        diff = [k for k, v in saved["config"].items() if now["config"].get(k) != v]
+        raise ConfigError(
+            f"the checkpoint in {directory} is of an adapter with other settings ({', '.join(diff)}): resume "
+            "with the same settings, or train anew without resume"
+        )
+    if saved["data_fingerprint"] != now["data_fingerprint"]:
+        raise ConfigError(
+            f"the data differs from the data of the checkpoint in {directory}: resume with the same files, "
+            "or train anew without resume"
+        )
+    if saved["resolved"]["processes"] != now["resolved"]["processes"]:
+        raise ConfigError(
+            f"the checkpoint was made with {saved['resolved']['processes']} processes: resume with as many"
+        )
+    if saved["resolved"] != now["resolved"]:  # the same settings and data, so only a changed base model
+        raise ConfigError(
+            f"the checkpoint in {directory} planned {saved['resolved']}, this run plans {now['resolved']}: "
+            "has the base model changed? Train anew without resume"
+        )
+
+
+# --------------------------------------------------------------------------------------------- saving
+def save_checkpoint(
+    directory: Path, *, model: PromptClassifier, optimizer: dict, trainer: dict, rng: dict[str, torch.Tensor]
+) -> None:
+    """Write a checkpoint to ``directory``, replacing the previous one only once it is complete.
+
+    ``optimizer`` is the optimizer's ``state_dict()``, ``trainer`` the JSON part (see the module docstring) and
+    ``rng`` from :func:`rng_state`. ``best/`` is the adapter of ``trainer["best_step"]``: ``model`` when that is
+    ``trainer["step"]``, else the ``best/`` of the previous save (the run holds its best weights only in memory).
+    """
+    staging = directory.with_name(directory.name + ".saving")
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging / LAST)
+    if trainer["best_step"] is not None and trainer["best_step"] == trainer["step"]:
+        model.save_pretrained(staging / BEST)
+    elif trainer["best_step"] is not None and (directory / BEST).is_dir():
+        shutil.copytree(directory / BEST, staging / BEST)
+    tensors, meta = _optimizer_tensors(optimizer)
+    save_file(tensors, staging / OPTIMIZER_STATE)
+    save_file(rng, staging / RNG_STATE)
+    write_json(staging / TRAINER_STATE, {**trainer, "format_version": CHECKPOINT_FORMAT, "optimizer": meta})
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    staging.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's ``state_dict`` split into tensors (for safetensors) and the rest (for JSON)."""
+    tensors, scalars = {}, {}
+    for idx, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """The random generators now: the CPU's, and each GPU's."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda.{i}": t for i, t in enumerate(torch.cuda.get_rng_state_all())})
+    return rng
+
+
+# --------------------------------------------------------------------------------------------- loading
+def load_checkpoint(directory: Path, now: dict, device: torch.device) -> Checkpoint:
+    """The checkpoint in ``directory`` of the run whose identity is ``now`` (``args``, ``config``,
+    ``data_fingerprint``, ``resolved``); a ConfigError when there is none, or when it is of another run.
+
+    Its adapters are loaded onto ``device``; that draws random numbers, so restore ``rng`` only after this.
+    """
+    if not (directory / TRAINER_STATE).is_file() and directory.with_name(directory.name + ".old").is_dir():
+        directory = directory.with_name(directory.name + ".old")  # a save was interrupted between two renames
+    path = directory / TRAINER_STATE
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint to resume in {directory}; train without resume to start anew")
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("format_version", 0) > CHECKPOINT_FORMAT:
+        raise ConfigError(f"the checkpoint in {directory} was written by a newer ptuning")
+    _check_same_run(saved, now, directory)
+
+    last = PromptClassifier.from_pretrained(directory / LAST, include_resume=True, device=device)
+    best = None
+    if (directory / BEST).is_dir():
+        best = PromptClassifier.from_pretrained(directory / BEST, include_resume=True, device=device)
+    optimizer = _optimizer_state(load_file(directory / OPTIMIZER_STATE), saved["optimizer"])
+    return Checkpoint(saved, last, best, optimizer, load_file(directory / RNG_STATE))
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = value
+    for idx, values in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def restore_rng(rng: dict[str, torch.Tensor]) -> None:
+    """Set the random generators to ``rng`` (the GPUs' only when there are as many as when it was saved)."""
+    torch.set_rng_state(rng["torch"])
+    cuda = sorted(k for k in rng if k.startswith("cuda."))
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([rng[k] for k in cuda])

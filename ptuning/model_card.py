@@ -1,0 +1,206 @@
+"""The model card of an adapter (its ``README.md`` on the Hub), SetFit-style: Hub metadata in YAML, then a
+description in Markdown (what was trained on what, the labels, the training settings, the results, how to load it).
+
+    make_model_card(card_info(clf, folder, "user/sentiment-prompt")).save(folder / CARD_FILE)
+
+User text (labels, descriptions, names) reaches the Markdown only escaped and the YAML only through the YAML dumper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .adapter_files import ADAPTER_WEIGHTS
+from .data import human_size
+from .hub import is_valid_repo_id
+from .markdown import code_block, md, md_block, table
+from .metrics import metric_title
+
+TAGS = ("ptuning", "p-tuning", "prompt-tuning", "text-classification")
+METHOD_NAMES = {
+    "prompt": "prompt tuning (the virtual token embeddings are trained directly)",
+    "p-tuning": "P-tuning (the virtual tokens come out of a small trained prompt encoder)",
+    "deep": "deep prompt tuning (trained prompts at every layer of the backbone)",
+}
+
+
+def card_info(clf, directory: Path, repo_id: str | None = None) -> dict:
+    """What the card says about the PromptClassifier ``clf``, whose adapter files are in ``directory``."""
+    cfg = clf.config
+    info = dict(clf.info)
+    return {
+        "base_model": cfg.base_model,
+        "labels": cfg.labels,
+        "task": cfg.task,
+        "method": cfg.method.value,
+        "placement": cfg.placement,
+        "pooling": cfg.pooling.value,
+        "num_virtual_tokens": cfg.num_virtual_tokens,
+        "peft_compatible": clf.peft_incompatible_reason is None,
+        "peft_incompatible_reason": clf.peft_incompatible_reason,
+        "metrics": info.get("metrics"),
+        "dataset_description": info.get("dataset_description"),
+        "training": info.get("training"),
+        "adapter_bytes": (Path(directory) / ADAPTER_WEIGHTS).stat().st_size,
+        "trainable_params": clf.num_trainable_parameters(),
+        "repo_id": repo_id,
+    }
+
+
+def make_model_card(info: dict[str, Any]) -> ModelCard:
+    """The model card (``README.md``) of an adapter: Hub metadata in YAML, then a description in markdown.
+
+    ``info`` needs ``base_model``; the other keys are optional: ``labels``, ``task`` ("classification" or
+    "regression"), ``method`` ("prompt", "p-tuning", "deep"), ``placement``, ``num_virtual_tokens``,
+    ``peft_compatible``, ``peft_incompatible_reason``, ``metrics`` ({"accuracy": 0.83, ...}),
+    ``dataset_description`` (free text), ``dataset_name``, ``eval_split``, ``adapter_bytes``,
+    ``trainable_params``, ``training`` (hyperparameters), ``license``, ``repo_id``. User text only ever
+    reaches the markdown body escaped, or the YAML through the YAML dumper.
+
+    >>> card = make_model_card({"base_model": "bert-base-uncased", "labels": ["neg", "pos"]})
+    >>> card.data.library_name, card.data.labels
+    ('ptuning', ['neg', 'pos'])
+    """
+    base = str(info["base_model"])
+    task = info.get("task") or "classification"
+    labels = [str(label) for label in info.get("labels") or []]
+    metrics = {str(k): float(v) for k, v in (info.get("metrics") or {}).items() if _is_number(v)}
+    repo_id = info.get("repo_id")
+    peft = bool(info.get("peft_compatible"))
+    model_name = repo_id.split("/")[-1] if repo_id else f"{base.rstrip('/').split('/')[-1]}-ptuning"
+
+    eval_results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Text Regression" if task == "regression" else "Text Classification",
+            dataset_type="custom",
+            dataset_name=str(info.get("dataset_name") or "user-provided data"),
+            dataset_split=info.get("eval_split"),
+            metric_type=name,
+            metric_name=metric_title(name),
+            metric_value=value,
+        )
+        for name, value in metrics.items()
+    ]
+    data = ModelCardData(
+        # The Hub takes a repo id here; a local backbone directory is named in the text only.
+        base_model=base if is_valid_repo_id(base) else None,
+        library_name="ptuning",
+        license=info.get("license"),
+        pipeline_tag="text-classification",
+        tags=[*TAGS, *(["peft"] if peft else [])],
+        model_name=model_name if eval_results else None,
+        eval_results=eval_results or None,
+        labels=labels or None,
+    )
+    body = _card_body(info, base=base, task=task, labels=labels, metrics=metrics, name=model_name, peft=peft)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def _card_body(
+    info: dict[str, Any], *, base: str, task: str, labels: list[str], metrics: dict[str, float], name: str, peft: bool
+) -> str:
+    out = [f"# {md(name)}", ""] + _what_it_is(info, base, task)
+    if labels:
+        out += ["## Labels", ""] + table(("id", "label"), [(str(i), md(label)) for i, label in enumerate(labels)])
+    if info.get("dataset_description"):
+        out += ["## Training data", "", md_block(str(info["dataset_description"])), ""]
+    if info.get("training"):
+        rows = [(md(key), md(_format_value(value))) for key, value in info["training"].items()]
+        out += ["## Training", ""] + table(("hyperparameter", "value"), rows)
+    if metrics:
+        split = f" on the {md(info['eval_split'])} split" if info.get("eval_split") else ""
+        out += ["## Results", "", f"Measured{split} after training.", ""]
+        out += table(("metric", "value"), [(md(metric_title(k)), f"{v:.4f}") for k, v in metrics.items()])
+    out += _how_to_use(info, base, task, labels, peft)
+    return "\n".join(out)
+
+
+def _what_it_is(info: dict[str, Any], base: str, task: str) -> list[str]:
+    """A sentence on what was trained on what, then a table of the facts."""
+    method, tokens, placement = info.get("method"), info.get("num_virtual_tokens"), info.get("placement")
+    what = f"A soft-prompt adapter for the frozen text classifier {md(base)}"
+    if tokens:
+        what += f": {int(tokens)} virtual tokens"
+    if method:
+        what += f" trained with {md(METHOD_NAMES.get(method, method))}"
+    if placement:
+        what += f", placed as {md(placement)}"
+    out = [
+        what + ". The backbone's weights are unchanged: only the prompts and the classification head were trained,"
+        " with the ptuning library.",
+        "",
+    ]
+    facts = [("Base model", md(base)), ("Task", md(task))]
+    if method:
+        facts.append(("Method", md(method)))
+    if tokens:
+        facts.append(("Virtual tokens", str(int(tokens))))
+    if placement:
+        facts.append(("Placement", md(placement)))
+    if info.get("trainable_params") is not None:
+        facts.append(("Trainable parameters", f"{int(info['trainable_params']):,}"))
+    if info.get("adapter_bytes") is not None:
+        facts.append(("Adapter size", human_size(int(info["adapter_bytes"]))))
+    return out + table(("", ""), facts)
+
+
+def _how_to_use(info: dict[str, Any], base: str, task: str, labels: list[str], peft: bool) -> list[str]:
+    """Loading the adapter with ptuning, from the command line, and with PEFT when it can."""
+    target = info.get("repo_id") or "path/to/adapter"
+    out = [
+        "## How to use",
+        "",
+        "With ptuning:",
+        "",
+        code_block(
+            "python",
+            "from ptuning import PromptClassifier\n\n"
+            f"clf = PromptClassifier.from_pretrained({json.dumps(target)})\n"
+            'print(clf.predict(["an example text"]))',
+        ),
+        "",
+        "or from the command line:",
+        "",
+        code_block("bash", f"python -m ptuning predict {shlex.quote(target)} {shlex.quote('an example text')}"),
+        "",
+    ]
+    if not peft:
+        reason = info.get("peft_incompatible_reason") or "it uses a prompt layout that PEFT does not implement"
+        return out + [f"PEFT cannot load this adapter: {md(str(reason))}. Use ptuning as above.", ""]
+    num_labels = 1 if task == "regression" else len(labels)
+    labels_arg = f", num_labels={num_labels}" if num_labels else ""
+    return out + [
+        "With PEFT, which can load this adapter as it is:",
+        "",
+        code_block(
+            "python",
+            "from peft import PeftModel\n"
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            f"base = AutoModelForSequenceClassification.from_pretrained({json.dumps(base)}{labels_arg})\n"
+            f"model = PeftModel.from_pretrained(base, {json.dumps(target)})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(base)})",
+        ),
+        "",
+    ]
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_value(v) for v in value)
+    return str(value)

@@ -1,0 +1,147 @@
+"""How to train: one dataclass (SetFit's ``training_args.py``), and the rules that fill in its automatic values.
+
+Every field has a default that works; the ``None`` ones are chosen from the data when the run starts. The help
+texts are read by the CLI (``--help``) and the app (widget info), so they are written for users; the metadata
+follows the convention of ``options.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import Method
+from .errors import ConfigError
+
+# Learning rates when none is given. Prompt vectors live in the embedding space and move far from their init only
+# with steps much larger than a head needs; p-tuning's encoder and deep tables amplify each step, so they take less.
+PROMPT_LR = {Method.PROMPT: 3e-2, Method.P_TUNING: 1e-2, Method.DEEP: 1e-2}
+HEAD_LR = 1e-2
+
+# Automatic epochs: about STEP_BUDGET optimizer steps in all, at least MIN_AUTO_EPOCHS and at most MAX_AUTO_EPOCHS
+# passes. Batches of 32 from 200 examples get 20 epochs (the prompt needs many passes), 5,000 get 7, 50,000 get 1:
+# a few minutes for a few hundred examples on a laptop CPU; early stopping ends a run that stops improving.
+STEP_BUDGET = 1000
+MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 20
+# Automatic max_length: this percentile of the training examples' lengths (prompt and special tokens included),
+# rounded up to a multiple of 8: a few outliers are truncated instead of setting the cost of every long batch.
+LENGTH_PERCENTILE = 99
+# With eval_steps unset, runs of fewer than this many epochs evaluate (and checkpoint) every 1/SHORT_RUN_EVALUATIONS
+# of their steps, rounded up, and after the last step: at most this many times (a 6-step run: at steps 2, 4 and 6).
+SHORT_RUN_EVALUATIONS = 4
+
+
+@dataclass
+class TrainingArguments:
+    """How to train; every field has a default that works, the automatic ones (None) adapt to the data."""
+
+    epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Passes over the training data; empty: chosen from its size (about {STEP_BUDGET} steps, "
+            f"{MIN_AUTO_EPOCHS} to {MAX_AUTO_EPOCHS} epochs)."
+        },
+    )
+    lr: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the prompt (and its encoder or deep tables); empty: by method ("
+            + ", ".join(f"{m.value} {lr:g}" for m, lr in PROMPT_LR.items())
+            + ")."
+        },
+    )
+    head_lr: float | None = field(
+        default=None, metadata={"help": f"Learning rate of the classification head; empty: {HEAD_LR:g}."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Examples per training step (per process)."})
+    warmup_ratio: float = field(
+        default=0.1,
+        metadata={
+            "help": "Share of the steps in which the learning rate rises from 0; then it falls linearly to 0.",
+            "metavar": "F",
+        },
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip gradients to this norm; 0 turns clipping off."})
+    eval_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Evaluate (and checkpoint) every N steps; empty: after every epoch, or, with fewer than "
+            f"{SHORT_RUN_EVALUATIONS} epochs, every 1/{SHORT_RUN_EVALUATIONS} of the steps (rounded up): at most "
+            f"{SHORT_RUN_EVALUATIONS} times."
+        },
+    )
+    patience: int | None = field(
+        default=5,
+        metadata={"help": "Stop after this many evaluations without a better validation score; 0: never stop early."},
+    )
+    seed: int = field(default=42, metadata={"help": "Random seed: the same seed and data give the same adapter."})
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Longest input in tokens, prompt included; longer texts are truncated. Empty: the "
+            f"{LENGTH_PERCENTILE}th percentile of the training texts, capped by the base model's limit."
+        },
+    )
+    device: str | None = field(
+        default=None,
+        metadata={"help": "cuda, cuda:1, mps or cpu; empty: the best available (cuda, mps, then cpu).", "metavar": "D"},
+    )
+    val_split: float = field(
+        default=0.1,
+        metadata={
+            "help": "Fraction of the data held out for validation when no evaluation file is given; 0: none.",
+            "metavar": "F",
+        },
+    )
+    checkpoint_dir: str | None = field(
+        default=None, metadata={"help": "Save a checkpoint here at every evaluation, to resume from."}
+    )
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue the run saved in checkpoint_dir.",
+            "cli_help": "Continue the interrupted run saved in DIR/checkpoint.",
+        },
+    )
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
+            (self.lr is None or self.lr > 0, "lr must be positive"),
+            (self.head_lr is None or self.head_lr >= 0, "head_lr must not be negative"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must not be negative"),
+            (self.max_grad_norm >= 0, "max_grad_norm must not be negative"),
+            (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be at least 1"),
+            (self.patience is None or self.patience >= 0, "patience must not be negative"),
+            (self.max_length is None or self.max_length >= 2, "max_length must be at least 2"),
+            (0 <= self.val_split < 1, "val_split must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+def auto_epochs(n_train: int, batch_size: int, processes: int = 1) -> int:
+    """Epochs for about ``STEP_BUDGET`` steps: many passes over small data, one or two over large data.
+
+    >>> auto_epochs(180, 32), auto_epochs(4500, 32), auto_epochs(45000, 32)
+    (20, 8, 1)
+    """
+    steps_per_epoch = math.ceil(n_train / (batch_size * processes))
+    return max(MIN_AUTO_EPOCHS, min(MAX_AUTO_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch)))
+
+
+def auto_max_length(lengths: Sequence[int], limit: int) -> int:
+    """The ``LENGTH_PERCENTILE``th percentile of ``lengths``, rounded up to a multiple of 8, capped by ``limit``.
+
+    >>> auto_max_length([10] * 99 + [500], 512)
+    16
+    """
+    q = math.ceil(float(np.percentile(lengths, LENGTH_PERCENTILE)))
+    return min(max(lengths), 8 * math.ceil(q / 8), limit)

@@ -1,0 +1,62 @@
+"""Helpers the test modules share. Tests reach them through the fixtures in ``conftest.py``, never by import."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from ptuning.data import Dataset
+from ptuning.model import PromptClassifier
+
+# Of very different lengths, so that a batch of them is mostly padding
+TEXTS = ("good film", "a much longer sentence that needs a lot more padding than the others", "bad")
+
+GOOD = ("good", "great", "fine", "lovely", "superb")
+BAD = ("bad", "awful", "poor", "terrible", "dull")
+FILLER = ("the", "movie", "was", "a", "plot", "really", "and", "story", "actor", "scene", "quite", "this")
+
+
+def make_classifier(path: str, **options) -> PromptClassifier:
+    """An adapter on the backbone at ``path`` with a random head (and deep tables), so logits are not all ~0."""
+    torch.manual_seed(options.pop("seed", 0))
+    options.setdefault("labels", ["a", "b", "c"])
+    options.setdefault("num_virtual_tokens", 3)
+    clf = PromptClassifier(path, **options)
+    with torch.no_grad():
+        for p in clf.head.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+        if clf.deep is not None:
+            clf.deep.tables.add_(torch.randn_like(clf.deep.tables))
+    return clf.eval()
+
+
+def sentiment(n: int = 64, seed: int = 0, long: int = 0) -> Dataset:
+    """Texts of filler words and one sentiment word; ``long`` texts get 100 extra filler words.
+
+    Tiny random backbones cannot understand language, but they can learn that one word decides the label.
+    """
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        words = rng.sample(FILLER, 4) + [rng.choice(GOOD if label else BAD)]
+        rng.shuffle(words)
+        if i < long:
+            words += [rng.choice(FILLER) for _ in range(100)]
+        texts.append(" ".join(words))
+        labels.append(label)
+    return Dataset(texts=texts, labels=labels, label_names=["neg", "pos"])
+
+
+def scores(n: int = 64, seed: int = 0) -> Dataset:
+    """Regression: the target counts the good words (0 to 3), plus an offset the head must learn."""
+    rng = random.Random(seed)
+    texts, targets = [], []
+    for i in range(n):
+        k = i % 4
+        words = rng.sample(FILLER, 3) + [rng.choice(GOOD) for _ in range(k)] + [rng.choice(BAD) for _ in range(3 - k)]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        targets.append(10.0 + 2.0 * k)
+    return Dataset(texts=texts, labels=targets, task="regression")
