@@ -40,6 +40,7 @@ from ptuning.jobs import TrainingJob
 from ptuning.markdown import code_span, md
 from ptuning.metrics import METRIC_NAMES, summary_metrics
 from ptuning.options import field_help
+from ptuning.serving.pool import EnginePool
 from ptuning.train import TrainingArguments
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -55,7 +56,10 @@ PROMPT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PromptConfig)}
 TRAINING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
 TRAIN_CONCURRENCY = int(os.environ.get("PTUNING_TRAIN_CONCURRENCY", "1"))  # trainings at once on this device
-PREDICT_CONCURRENCY = int(os.environ.get("PTUNING_PREDICT_CONCURRENCY", "4"))
+# Classify calls at once; the shared engine batches them together, so more than the cores is useful
+PREDICT_CONCURRENCY = int(os.environ.get("PTUNING_PREDICT_CONCURRENCY", "16"))
+# ZeroGPU lends the GPU inside a decorated call only: there the engine's worker thread could not use it
+ZERO_GPU = spaces is not None and ON_SPACE
 TRAIN_GPU_SECONDS = int(os.environ.get("PTUNING_TRAIN_GPU_SECONDS", "120"))  # ZeroGPU: longest training call
 NO_DATA = "No data yet: upload a file, pick an example or paste examples."
 NO_ADAPTER = "No adapter yet: train one on the **Train** tab, or load one below."
@@ -421,17 +425,22 @@ def require_model(model: PromptClassifier | None) -> PromptClassifier:
     return model
 
 
-def classify(text: str, model: PromptClassifier | None):
+def predict(model: PromptClassifier, texts: list[str], pairs: list[str] | None, engines: EnginePool | None):
+    """Through the shared engine, batched with the other users' requests; directly where there is none (ZeroGPU)."""
+    return model.predict(texts, pairs) if engines is None else engines.classify(model, texts, pairs)
+
+
+def classify(text: str, model: PromptClassifier | None, engines: EnginePool | None = None):
     """Label confidences of one text (for regression: the predicted value)."""
     model = require_model(model)
     if not (text or "").strip():
         raise refuse("Type a text to classify.")
     with user_errors():
-        prediction = model.predict([text])[0]
+        prediction = predict(model, [text], None, engines)[0]
     return prediction["scores"] if prediction["label"] is not None else round(prediction["score"], 4)
 
 
-def classify_file(file: str | None, model: PromptClassifier | None) -> str:
+def classify_file(file: str | None, model: PromptClassifier | None, engines: EnginePool | None = None) -> str:
     """Predict every row of an uploaded table; returns a CSV: the table plus prediction columns."""
     model = require_model(model)
     if not file:
@@ -439,7 +448,7 @@ def classify_file(file: str | None, model: PromptClassifier | None) -> str:
     with user_errors():
         table = read_table(file)
         texts = build_texts(table)
-        predictions = model.predict(texts.texts, texts.text_pairs)
+        predictions = predict(model, texts.texts, texts.text_pairs, engines)
     if model.config.task == "regression":
         table["predicted_value"] = [p["score"] for p in predictions]
     else:
@@ -530,7 +539,7 @@ def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
             with gr.Tab("Train"):
                 train_tab(data_state, model_state)
             with gr.Tab("Classify"):
-                classify_tab(model_state, token, endpoint_state)
+                classify_tab(model_state, token, endpoint_state, None if ZERO_GPU else EnginePool())
             with gr.Tab("Hub"):
                 hub_tab(model_state, token, endpoint_state)
     return app
@@ -636,8 +645,11 @@ def train_settings() -> list:
             pooling, encoder_type, init_text, patience]
 
 
-def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State) -> None:
-    """One text or a whole file, with the adapter of this session, or one loaded from the Hub or a zip."""
+def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, engines: EnginePool | None) -> None:
+    """One text or a whole file, with the adapter of this session, or one loaded from the Hub or a zip.
+
+    ``engines`` is this app's (shared by its users, read-only to them): their requests are batched together.
+    """
     adapter_info = gr.Markdown(NO_ADAPTER)
     with gr.Row():
         with gr.Column():
@@ -663,9 +675,10 @@ def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.St
         load_status = gr.Markdown()
 
     predicting = dict(concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
-    gr.on([classify_button.click, text.submit], gpu(classify), [text, model_state], prediction, api_name="classify",
-          **predicting)
-    batch_button.click(gpu(classify_file), [batch_in, model_state], batch_out, api_name="classify_file", **predicting)
+    gr.on([classify_button.click, text.submit], gpu(partial(classify, engines=engines)), [text, model_state], prediction,
+          api_name="classify", **predicting)
+    batch_button.click(gpu(partial(classify_file, engines=engines)), [batch_in, model_state], batch_out,
+                       api_name="classify_file", **predicting)
     repo_button.click(load_adapter, [repo_in, token, endpoint_state], [model_state, load_status],
                       api_name="load_adapter")
     zip_in.upload(load_adapter_zip, zip_in, [model_state, load_status], api_name="load_adapter_zip")

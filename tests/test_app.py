@@ -204,3 +204,16 @@ def test_a_training_update_names_its_outputs_or_fails():
     assert len(TrainView.update(status="x")) == len(dataclasses.fields(TrainView))
     with pytest.raises(TypeError, match="stauts"):
         TrainView.update(stauts="a typo")
+
+
+def test_classify_goes_through_the_shared_engine_batching_users_together(tiny):
+    from ptuning import PromptClassifier
+    from ptuning.serving.pool import EnginePool
+
+    from app import classify, classify_file  # noqa: F401  (the handlers the Classify tab wires)
+
+    model = PromptClassifier(tiny("bert"), labels=["ham", "spam"])
+    engines = EnginePool()
+    assert classify("free prize now", model, engines) == model.predict(["free prize now"])[0]["scores"]
+    assert engines.engine_for(model).metrics.registry.get_sample_value("ptuning_texts_total") == 1
+    engines.close()
