@@ -4,6 +4,10 @@ Loaded backbones are cached and shared by every adapter (and every app user) on 
 read-only: weights frozen, always in ``eval()`` mode, never moved. Adapters bring their own head and run the
 backbone's forward through a shallow *view* that swaps in that head (see ``Backbone.with_head``), so nothing is
 ever written into the shared model.
+
+Loading takes one lock per model: a download (minutes for a large Hub model) holds up only the callers that want
+that very model, never the users of another one. Which names may be loaded at all is the caller's policy (the app
+allows the operator's list only, ``policy.AppSettings``); this module loads what it is given.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+
+try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, httpx before
+    from httpx2 import HTTPError as _TransportError
+except ImportError:  # pragma: no cover
+    from httpx import HTTPError as _TransportError
 from .placement import SpecialLayout, special_layout
 
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -28,7 +37,13 @@ EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
 HEAD_SUFFIXES = ("classifier", "score")  # PEFT's modules_to_save for SEQ_CLS, matched by name suffix as PEFT does
 
 _cache: dict[tuple[str, str, str], "Backbone"] = {}
-_cache_lock = threading.Lock()
+_cache_lock = threading.Lock()  # guards _cache and _loading; held for a dictionary look-up, never for a load
+_loading: dict[tuple[str, str, str], threading.Lock] = {}  # one lock per model being loaded
+# A model's missing weights are drawn from the process-wide generator seeded at 0 (as PEFT users get them): two
+# constructions at once would interleave their draws, so they take turns. Only construction: downloads come first.
+_seeded_init = threading.Lock()
+# Base-model files worth fetching: configs, tokenizers and safetensors weights; never pickles (*.bin, *.pt)
+MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken"]
 
 # The deep prompts of the forward pass running in this thread/task (see ``Backbone.__post_init__``).
 deep_prompts: contextvars.ContextVar = contextvars.ContextVar("ptuning_deep_prompts", default=None)
@@ -157,9 +172,21 @@ def load_backbone(name: str | None = None, device: str | torch.device | None = N
     device = torch.device(device) if device is not None else default_device()
     key = (recorded, source, str(device))
     with _cache_lock:
-        if key not in _cache:
-            _cache[key] = _load(recorded, source, device)
-        return _cache[key]
+        if key in _cache:
+            return _cache[key]
+        lock = _loading.setdefault(key, threading.Lock())
+    with lock:  # the callers of this model wait for one load; the callers of other models go on
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        try:
+            backbone = _load(recorded, source, device)
+        finally:
+            with _cache_lock:
+                _loading.pop(key, None)
+        with _cache_lock:
+            _cache[key] = backbone
+        return backbone
 
 
 def _load(recorded: str, source: str, device: torch.device) -> Backbone:
@@ -170,12 +197,13 @@ def _load(recorded: str, source: str, device: torch.device) -> Backbone:
     hf_logging.set_verbosity_error()  # "newly initialized: classifier" is expected: adapters bring their heads
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        local = _fetch(recorded, source)
+        tokenizer = AutoTokenizer.from_pretrained(local)
         # Weights the checkpoint lacks (a pooler, DistilBERT's pre_classifier) are frozen too: seed their random
         # init so that an adapter trained in one process gives the same outputs when loaded in another.
-        with torch.random.fork_rng(devices=[]):
+        with _seeded_init, torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=_dtype_for(device))
+            model = AutoModelForSequenceClassification.from_pretrained(local, dtype=_dtype_for(device))
     except OSError as e:
         raise ConfigError(
             f"cannot load the backbone {recorded!r}: {str(e).splitlines()[0]} "
@@ -191,6 +219,25 @@ def _load(recorded: str, source: str, device: torch.device) -> Backbone:
     model.eval().requires_grad_(False).to(device)
     _drop_padding_warning(type(model).forward.__module__)
     return Backbone(recorded, model, tokenizer, device)
+
+
+def _fetch(recorded: str, source: str) -> str:
+    """A local directory holding the model ``source``: itself, or its Hub snapshot, downloaded (cached) first.
+
+    The download runs under this model's own lock only. It carries the token huggingface_hub finds (``HF_TOKEN``,
+    the login): base models are the operator's choice (see SECURITY.md), never a remote user's.
+    """
+    if Path(source).is_dir():
+        return source
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:  # HTTP refusals (not found, gated, 401) are OSErrors already; a bad name or a dead network become one
+        return snapshot_download(source, allow_patterns=MODEL_FILES)
+    except HFValidationError:
+        raise OSError(f"{source!r} is neither a local directory nor a valid Hub repo id") from None
+    except _TransportError as e:
+        raise OSError(f"the Hub could not be reached ({type(e).__name__})") from None
 
 
 class _DropMessage(logging.Filter):
