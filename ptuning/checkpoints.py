@@ -3,7 +3,8 @@
 A checkpoint directory holds:
 - ``last/`` and ``best/``: adapters (loadable as they are) with the weights now and at the best evaluation;
 - ``optimizer.safetensors``: the optimizer's tensors (AdamW's moments);
-- ``rng_state.safetensors``: the random generators, so that a resumed run draws the same dropout masks;
+- ``rng_state.safetensors``: the run's own random generator (``seeding``), so that a resumed run draws the same
+  dropout masks;
 - ``trainer_state.json``: everything else. The run's identity (``args``, ``config``, ``data_fingerprint``,
   ``resolved``: what a resumed run must share), its progress (``step``, ``epoch``, ``history``, ``best_*``,
   ``since_best``, ``loss_sum``, ``loss_count``, ``elapsed_s``, ``finished``, ...), the optimizer's other state and
@@ -135,12 +136,9 @@ def _optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def rng_state() -> dict[str, torch.Tensor]:
-    """The random generators now: the CPU's, and each GPU's."""
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng.update({f"cuda.{i}": t for i, t in enumerate(torch.cuda.get_rng_state_all())})
-    return rng
+def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The run's generator now (under the name the process-wide CPU state had: the two states are alike)."""
+    return {"torch": generator.get_state()}
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -148,7 +146,6 @@ def load_checkpoint(directory: Path, now: dict, device: torch.device) -> Checkpo
     """The checkpoint in ``directory`` of the run whose identity is ``now`` (``args``, ``config``,
     ``data_fingerprint``, ``resolved``); a ConfigError when there is none, or when it is of another run.
 
-    Its adapters are loaded onto ``device``; that draws random numbers, so restore ``rng`` only after this.
     """
     if not (directory / TRAINER_STATE).is_file() and directory.with_name(directory.name + ".old").is_dir():
         directory = directory.with_name(directory.name + ".old")  # a save was interrupted between two renames
@@ -179,9 +176,6 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def restore_rng(rng: dict[str, torch.Tensor]) -> None:
-    """Set the random generators to ``rng`` (the GPUs' only when there are as many as when it was saved)."""
-    torch.set_rng_state(rng["torch"])
-    cuda = sorted(k for k in rng if k.startswith("cuda."))
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([rng[k] for k in cuda])
+def restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator) -> None:
+    """Set the run's generator to the state ``rng`` saved."""
+    generator.set_state(rng["torch"])

@@ -10,20 +10,24 @@ import torch
 from torch import nn
 
 from .config import EncoderType, Init, PromptConfig
+from .seeding import reset_parameters
 
 
-def initial_prompt(config: PromptConfig, word_embeddings: torch.Tensor, tokenizer, n: int) -> torch.Tensor:
-    """The starting prompt table ``[n, hidden]`` for the chosen init (vocab, text or random)."""
+def initial_prompt(
+    config: PromptConfig, word_embeddings: torch.Tensor, tokenizer, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The starting prompt table ``[n, hidden]`` for the chosen init (vocab, text or random), drawn from
+    ``generator`` (None: the process-wide generator)."""
     hidden = word_embeddings.shape[1]
     if config.init == Init.RANDOM or n == 0:
-        return torch.randn(n, hidden)
+        return torch.randn(n, hidden, generator=generator)
     if config.init == Init.TEXT and config.init_text.strip():
         ids = tokenizer(config.init_text, add_special_tokens=False)["input_ids"]
         ids = (ids * (n // max(len(ids), 1) + 1))[:n]
     else:
         # Sample among the more frequent word pieces (low ids in most vocabularies skip [unused] rows in BERT's)
         lo = min(1000, word_embeddings.shape[0] // 4)
-        ids = torch.randint(lo, min(word_embeddings.shape[0], 5000), (n,)).tolist()
+        ids = torch.randint(lo, min(word_embeddings.shape[0], 5000), (n,), generator=generator).tolist()
     return word_embeddings[torch.tensor(ids)].detach().float().clone()
 
 
@@ -48,7 +52,9 @@ class PromptEncoder(nn.Module):
     ``ptuning_resume.safetensors``) so training can resume, which PEFT cannot do.
     """
 
-    def __init__(self, init: torch.Tensor, encoder_type: EncoderType, hidden_size: int):
+    def __init__(
+        self, init: torch.Tensor, encoder_type: EncoderType, hidden_size: int, generator: torch.Generator | None = None
+    ):
         super().__init__()
         n, token_dim = init.shape
         self.encoder_type = EncoderType(encoder_type)
@@ -67,6 +73,8 @@ class PromptEncoder(nn.Module):
                 nn.ReLU(),
                 nn.Linear(hidden_size, token_dim),
             )
+        if generator is not None:
+            reset_parameters(self, generator)
         nn.init.zeros_(self.mlp_head[-1].weight)
         nn.init.zeros_(self.mlp_head[-1].bias)
 

@@ -30,16 +30,18 @@ from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
 from .errors import ConfigError
 from .hub import adapter_directory, push_adapter
 from .placement import parse_placement
+from .seeding import Dropout
 
 
 class LinearHead(nn.Module):
-    """Our own head: dropout, then one linear layer over the pooled hidden state."""
+    """Our own head: dropout (its masks from the running step's generator), then one linear layer over the pooled
+    hidden state."""
 
-    def __init__(self, hidden: int, num_labels: int, dropout: float):
+    def __init__(self, hidden: int, num_labels: int, dropout: float, generator: torch.Generator | None = None):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.linear = nn.Linear(hidden, num_labels)
-        nn.init.normal_(self.linear.weight, std=0.02)
+        nn.init.normal_(self.linear.weight, std=0.02, generator=generator)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -54,7 +56,8 @@ class PromptClassifier(nn.Module):
     True
 
     Only the prompt (and its encoder) and the head are parameters of this module; the backbone is shared with every
-    other adapter on the same base model and device, frozen and in eval mode.
+    other adapter on the same base model and device, frozen and in eval mode. Its initial weights come from
+    ``generator`` (``seeding.run_generator(seed)``), or from the process-wide generator when none is given.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class PromptClassifier(nn.Module):
         *,
         config: PromptConfig | None = None,
         device: str | torch.device | None = None,
+        generator: torch.Generator | None = None,
         **options,
     ):
         super().__init__()
@@ -79,16 +83,16 @@ class PromptClassifier(nn.Module):
 
         word = backbone.model.get_input_embeddings().weight
         with backbone.tokenizer_lock:
-            init = initial_prompt(config, word, backbone.tokenizer, self.placement.num_prompt)
+            init = initial_prompt(config, word, backbone.tokenizer, self.placement.num_prompt, generator)
         if config.method == Method.P_TUNING:
-            self.prompt = PromptEncoder(init, config.encoder_type, config.encoder_hidden_size)
+            self.prompt = PromptEncoder(init, config.encoder_type, config.encoder_hidden_size, generator)
         else:
             self.prompt = PromptTable(init)
         self.deep = DeepPrompts(backbone.num_layers, init) if config.method == Method.DEEP else None
         if config.pooling == Pooling.MODEL:
-            self.head = backbone.new_head(config.num_labels)
+            self.head = backbone.new_head(config.num_labels, generator)
         else:
-            self.head = LinearHead(backbone.hidden_size, config.num_labels, config.head_dropout)
+            self.head = LinearHead(backbone.hidden_size, config.num_labels, config.head_dropout, generator)
         self.head.requires_grad_(config.train_head)
         self.to(backbone.device)
 

@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .evaluation import align_labels, evaluate, predict_logits, score_logits, task_loss
 from .metrics import primary_metric
 from .model import PromptClassifier
+from .seeding import dropout_from, run_generator
 from .training_args import (
     HEAD_LR,
     MAX_AUTO_EPOCHS,
@@ -199,17 +200,18 @@ def train(
     >>> result.metrics["accuracy"], result.state.best_step
     (0.86, 240)
     """
-    from accelerate.utils import set_seed
-
     check_trainable(data)
     args = args or TrainingArguments()
     accelerator, device = _accelerator(args.device, model)
-    set_seed(args.seed)
-    clf, fresh = _build_adapter(data, model, config, init_adapter, device)
+    # The run's own generator, never the process's: runs at once in one process each give their seed's adapter
+    generator = run_generator(args.seed)
+    clf, fresh = _build_adapter(data, model, config, init_adapter, device, generator)
     run_data = _run_data(data, eval_data, clf, args)
     if fresh and clf.config.task == "regression":
         _start_head_at(clf, float(np.mean(run_data.train.labels)))
-    trainer = Trainer(clf, run_data, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel)
+    trainer = Trainer(
+        clf, run_data, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel, generator=generator
+    )
     return trainer.run(out_dir, description)
 
 
@@ -298,7 +300,8 @@ class Trainer:
     The whole state of the run is made here, in order: the plan, the optimizer and scheduler, the progress; then,
     with ``args.resume``, the checkpoint overwrites what it saved. ``run()`` repeats ``train_step`` (and
     ``evaluate`` / ``save_checkpoint``) until the plan is done, the run is cancelled or stops early, then
-    ``finish``es.
+    ``finish``es. Dropout masks come from ``generator`` (the one the adapter was drawn from; default: a new one
+    seeded with ``args.seed``), never from the process-wide generator.
     """
 
     def __init__(
@@ -310,9 +313,11 @@ class Trainer:
         accelerator,
         callbacks: Sequence[Callback] = (),
         cancel: threading.Event | Callable[[], bool] | None = None,
+        generator: torch.Generator | None = None,
     ):
         self.clf, self.data, self.args, self.accelerator = clf, data, args, accelerator
         self.callbacks, self.cancel = list(callbacks), cancel
+        self.generator = generator if generator is not None else run_generator(args.seed)
         self.plan = _plan(args, clf, data, accelerator.num_processes)
         self.optimizer = _optimizer(clf, self.plan, args.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -377,7 +382,8 @@ class Trainer:
         clf, acc, state, record = self.clf, self.accelerator, self.state, self.record
         clf.train()
         inputs = clf.collate([self.data.train_examples[i] for i in batch])
-        loss = task_loss(self.wrapped_model(**inputs), self.data.targets[batch], clf.config.task)
+        with dropout_from(self.generator):
+            loss = task_loss(self.wrapped_model(**inputs), self.data.targets[batch], clf.config.task)
         acc.backward(loss)
         if self.args.max_grad_norm:
             acc.clip_grad_norm_(clf.parameters(), self.args.max_grad_norm)
@@ -453,7 +459,7 @@ class Trainer:
             }
             save_checkpoint(
                 Path(self.args.checkpoint_dir), model=self.clf, optimizer=self.optimizer.state_dict(), trainer=trainer,
-                rng=rng_state(),
+                rng=rng_state(self.generator),
             )  # fmt: skip
         self.accelerator.wait_for_everyone()
 
@@ -473,7 +479,7 @@ class Trainer:
         self.record.best_loss = best_loss if best_loss is not None else math.inf
         self.record.since_best = saved.trainer["since_best"]
         self.record.loss_sum, self.record.loss_count = saved.trainer["loss_sum"], saved.trainer["loss_count"]
-        restore_rng(saved.rng)  # last: loading the adapters above drew random numbers
+        restore_rng(saved.rng, self.generator)
 
     # ------------------------------------------------------------------------------------------ the result
     def finish(self, out_dir: str | Path | None, description: str | None) -> TrainResult:
@@ -552,7 +558,7 @@ def _accelerator(device: str | None, model: PromptClassifier | None):
     return accelerator, (accelerator.device if accelerator.num_processes > 1 else chosen)
 
 
-def _build_adapter(data, model, config, init_adapter, device) -> tuple[PromptClassifier, bool]:
+def _build_adapter(data, model, config, init_adapter, device, generator) -> tuple[PromptClassifier, bool]:
     """The adapter to train and whether it is new (not already trained)."""
     if sum(x is not None for x in (model, init_adapter, config)) > 1:
         raise ConfigError("give at most one of model, init_adapter and config")
@@ -565,7 +571,7 @@ def _build_adapter(data, model, config, init_adapter, device) -> tuple[PromptCla
     options = dict(config or {})
     options["labels"] = list(data.label_names or []) if data.task == "classification" else []
     options["task"] = data.task
-    return PromptClassifier(config=PromptConfig.from_dict(options), device=device), True
+    return PromptClassifier(config=PromptConfig.from_dict(options), device=device, generator=generator), True
 
 
 def _run_data(data: Dataset, eval_data: Dataset | None, clf: PromptClassifier, args: TrainingArguments) -> RunData:

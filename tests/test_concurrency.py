@@ -1,11 +1,14 @@
-"""Many users in one process: a slow model load holds up only that model's users."""
+"""Many users in one process: a slow model load holds up only that model's users, and trainings at once each give
+the adapter their seed promises."""
 
 import threading
 
 import pytest
+import torch
 
 from ptuning import backbones
 from ptuning.backbones import load_backbone
+from ptuning.train import TrainingArguments, train
 
 
 def test_a_slow_load_blocks_only_the_callers_of_that_model(tiny, monkeypatch):
@@ -63,3 +66,52 @@ def test_a_failed_load_lets_the_next_caller_try_again(monkeypatch):
     with pytest.raises(backbones.ConfigError, match="neither a local directory nor a valid Hub repo id"):
         load_backbone("not a repo id", "cpu")
     assert not backbones._loading
+
+
+# -- trainings at once ---------------------------------------------------------------------------------------
+def run_alone_and_together(runs: list) -> tuple[list, list]:
+    """Each ``run`` alone, then all at once in threads (beside one more that keeps drawing from the global
+    generator); the adapters' weights both ways."""
+    alone = [weights(run()) for run in runs]
+    together, barrier, done = [None] * len(runs), threading.Barrier(len(runs) + 1, timeout=60), threading.Event()
+
+    def work(i):
+        barrier.wait()
+        together[i] = weights(runs[i]())
+
+    def noise():
+        barrier.wait()
+        while not done.is_set():
+            torch.rand(8)
+            torch.manual_seed(len(together))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(runs))]
+    hammer = threading.Thread(target=noise, daemon=True)
+    for t in [*threads, hammer]:
+        t.start()
+    for t in threads:
+        t.join(300)
+    done.set()
+    return alone, together
+
+
+def weights(clf) -> dict:
+    return {k: v.detach().clone() for k, v in clf.state_dict().items()}
+
+
+def test_trainings_at_once_each_give_the_adapter_they_give_alone(tiny, sentiment, one_thread):
+    args = dict(epochs=2, batch_size=8, val_split=0.25, patience=None)
+
+    def run(family, seed, **config):
+        config = {"base_model": tiny(family), "num_virtual_tokens": 3, **config}
+        return lambda: train(sentiment(32, seed=seed), config=config, args=TrainingArguments(seed=seed, **args)).model
+
+    runs = [
+        run("bert", 1, method="deep", head_dropout=0.5),  # our head's dropout
+        run("bert", 2, method="p-tuning", head_dropout=0.5),  # an encoder's initial weights
+        run("roberta", 3, method="prompt", pooling="model"),  # RoBERTa's own head, with its dropout
+    ]
+    alone, together = run_alone_and_together(runs)
+    for a, b in zip(alone, together):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
