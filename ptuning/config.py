@@ -7,10 +7,14 @@ metadata follows the convention of ``options.py``.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import ConfigError
+
+MAX_LABELS = 10_000  # classes of one adapter: its head has this many outputs
+MAX_ENCODER_HIDDEN = 8192  # p-tuning's encoder width (PEFT's default is 128)
 
 
 class Method(str, Enum):
@@ -110,6 +114,12 @@ class PromptConfig:
     )
 
     def __post_init__(self) -> None:
+        # Values may come from a file someone else wrote (an adapter from the Hub): every one is checked for its type
+        # and range before anything is built from it, so a hostile one is refused in one line, never allocated.
+        for name in ("base_model", "task", "placement", "init_text"):
+            _require(isinstance(getattr(self, name), str), f"{name} must be a text, not {getattr(self, name)!r}")
+        for name in ("method", "pooling", "init", "encoder_type"):
+            _require(isinstance(getattr(self, name), str), f"{name} must be one of the names in --help")
         try:
             self.method = Method(self.method)
             self.pooling = Pooling(self.pooling)
@@ -120,10 +130,26 @@ class PromptConfig:
             raise ConfigError(f"{e}; choose one of the values listed in --help") from None
         if self.task not in ("classification", "regression"):
             raise ConfigError(f"task must be 'classification' or 'regression', not {self.task!r}")
+        _require(isinstance(self.labels, (list, tuple)), "labels must be a list of class names")
+        _require(all(_is_label(x) for x in self.labels), "each label must be a text or a number")
         if self.task == "classification" and len(self.labels) < 2:
             raise ConfigError("a classifier needs at least two label names")
+        _require(len(self.labels) <= MAX_LABELS, f"at most {MAX_LABELS} labels, not {len(self.labels)}")
+        self.num_virtual_tokens = _whole(self.num_virtual_tokens, "num_virtual_tokens")
         if self.num_virtual_tokens < 0 or self.num_virtual_tokens > 512:
             raise ConfigError(f"num_virtual_tokens must be between 0 and 512, not {self.num_virtual_tokens}")
+        self.encoder_hidden_size = _whole(self.encoder_hidden_size, "encoder_hidden_size")
+        _require(
+            1 <= self.encoder_hidden_size <= MAX_ENCODER_HIDDEN,
+            f"encoder_hidden_size must be between 1 and {MAX_ENCODER_HIDDEN}, not {self.encoder_hidden_size}",
+        )
+        _require(isinstance(self.train_head, bool), f"train_head must be true or false, not {self.train_head!r}")
+        _require(
+            isinstance(self.head_dropout, (int, float)) and not isinstance(self.head_dropout, bool)
+            and 0 <= self.head_dropout < 1,
+            f"head_dropout must be a number in [0, 1), not {self.head_dropout!r}",
+        )  # fmt: skip
+        self.head_dropout = float(self.head_dropout)
         self.labels = [str(label) for label in self.labels]
 
     @property
@@ -136,11 +162,30 @@ class PromptConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PromptConfig":
+        """The config a dict (JSON) describes; a ConfigError for anything else, whatever ``d`` holds."""
+        if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+            raise ConfigError("an adapter config must be a JSON object of named settings")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown adapter settings {unknown}: was it written by a newer ptuning?")
         return cls(**d)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _whole(value, name: str) -> int:
+    """``value`` as an int when it is a whole number (numpy's included), else a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _is_label(value) -> bool:
+    return isinstance(value, (str, numbers.Real)) and not isinstance(value, bool)
 
 
 def peft_incompatible_reason(method: Method | str, placement: str, pooling: Pooling | str) -> str | None:
