@@ -6,27 +6,33 @@ A directory holds:
 - ``adapter_model.safetensors``: ``prompt_embeddings [n, hidden]`` and the head under PEFT's names
   (``base_model.classifier.*`` / ``base_model.score.*``) or ours (``ptuning.head.*``), plus ``ptuning.deep_prompts``
   for deep prompts. PEFT ignores tensors it does not know;
-- ``ptuning_config.json``: what PEFT has no field for (labels, placement, method, pooling, training info);
+- ``ptuning_config.json``: what PEFT has no field for (labels, placement, method, pooling, training info), and the
+  sha256 of the weights files saved with it (``weights_sha256``), checked on load;
 - ``ptuning_resume.safetensors`` (p-tuning only): the encoder's weights, needed to resume training, not to predict;
 - ``README.md`` (on the Hub): the model card (``model_card.py``).
 
 The same files travel in a zip (``pack_adapter_zip`` / ``unpack_adapter_zip``: the app's download and upload).
 
-Loading trusts nothing: safetensors only (no pickle), JSON checked against the backbone, every mismatch named.
+Loading trusts nothing: safetensors only (no pickle), JSON checked against the backbone, every mismatch named, and
+the weights must be those the config was saved with. Saving writes each file beside its final name and renames it
+into place, so a crash leaves whole files, and a mix of two saves is refused, never used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import tempfile
+import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .backbones import EMBEDDED_ID, HEAD_SUFFIXES, load_backbone
 from .config import Method, Pooling, PromptConfig
@@ -43,11 +49,17 @@ CARD_FILE = "README.md"  # the model card, written by model_card.py when an adap
 ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, CARD_FILE)
 FORMAT_VERSION = 1
 MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
+WEIGHTS_SHA256 = "weights_sha256"  # in ptuning_config.json: the digest of each weights file saved with it
 _HEAD_PREFIX, _OWN_HEAD_PREFIX, _DEEP = "base_model.", "ptuning.head.", "ptuning.deep_prompts"
 
 
 def save_adapter(clf, directory: str | Path) -> Path:
-    """Write the adapter files of ``clf`` into ``directory`` (created if needed); returns the directory."""
+    """Write the adapter files of ``clf`` into ``directory`` (created if needed); returns the directory.
+
+    Each file is written beside its final name and renamed into place, so a crash never leaves half a file; and
+    ``ptuning_config.json`` records the sha256 of the weights, so a set of files from two saves (a crash between two
+    renames) is refused when loaded, never new weights read with old labels.
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cfg = clf.config
@@ -58,21 +70,27 @@ def save_adapter(clf, directory: str | Path) -> Path:
             tensors[prefix + name] = t.detach().float().cpu().contiguous()
         if clf.deep is not None:
             tensors[_DEEP] = clf.deep().detach().float().cpu().contiguous()
-    save_file(tensors, out / ADAPTER_WEIGHTS, metadata={"format": "pt"})
-    resume = out / RESUME_WEIGHTS
+    weights = {ADAPTER_WEIGHTS: safetensors_bytes(tensors, metadata={"format": "pt"})}
     if cfg.method == Method.P_TUNING and not isinstance(clf.prompt, PromptTable):
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in clf.prompt.state_dict().items()}, resume)
-    elif resume.exists():
-        resume.unlink()  # a stale encoder from an earlier save would not match these prompts
-    write_json(out / ADAPTER_CONFIG, peft_config(clf))
+        encoder = {k: v.detach().float().cpu().contiguous() for k, v in clf.prompt.state_dict().items()}
+        weights[RESUME_WEIGHTS] = safetensors_bytes(encoder)
     ours = {
         "format_version": FORMAT_VERSION,
         "config": cfg.to_dict(),
         "peft_compatible": clf.peft_incompatible_reason is None,
         "peft_incompatible_reason": clf.peft_incompatible_reason,
         "info": clf.info,
+        WEIGHTS_SHA256: {name: hashlib.sha256(data).hexdigest() for name, data in weights.items()},
     }
+    # The config that names the weights goes first and the weights last: whichever rename a crash stops before,
+    # the files on disk disagree with the recorded digests, unless they are all of one save.
+    if RESUME_WEIGHTS in weights:
+        write_atomic(out / RESUME_WEIGHTS, weights[RESUME_WEIGHTS])
+    else:
+        (out / RESUME_WEIGHTS).unlink(missing_ok=True)  # a stale encoder from an earlier save would not match
     write_json(out / PTUNING_CONFIG, ours)
+    write_json(out / ADAPTER_CONFIG, peft_config(clf))
+    write_atomic(out / ADAPTER_WEIGHTS, weights[ADAPTER_WEIGHTS])
     return out
 
 
@@ -111,23 +129,47 @@ def peft_config(clf) -> dict[str, Any]:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    """JSON as the adapter and checkpoint files hold it: sorted, indented, UTF-8, one final newline."""
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    """JSON as the adapter and checkpoint files hold it: sorted, indented, UTF-8, one final newline; written
+    atomically (:func:`write_atomic`)."""
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling of ``path``, flush it to disk, then rename it into place: a reader (or
+    a process killed mid-write) sees the old file or the new one, never a part of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file's bytes (to hash, then :func:`write_atomic`)."""
+    return safetensors.torch.save(tensors, metadata=metadata)
 
 
 def _read_json(path: Path) -> dict:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise AdapterError(f"{path.name} is not valid JSON ({e}); the adapter is corrupt") from None
     if not isinstance(obj, dict):
         raise AdapterError(f"{path.name} must hold a JSON object, not {type(obj).__name__}")
     return obj
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a safetensors file and the sha256 of the very bytes they were read from."""
     try:
-        return load_file(path)
+        data = path.read_bytes()
+        return safetensors.torch.load(data), hashlib.sha256(data).hexdigest()
     except (SafetensorError, OSError, ValueError) as e:
         raise AdapterError(f"{path.name} is not a readable safetensors file ({e}); the adapter is corrupt") from None
 
@@ -204,8 +246,8 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
     """Build a ``cls`` (PromptClassifier) from the adapter files in ``directory``; see the module docstring for what
     is checked. ``base_model`` replaces the base the files name."""
     directory = Path(directory)
-    peft, tensors = _read_peft_files(directory)
-    config, info = _read_config(directory, peft, tensors)
+    peft, tensors, digests = _read_peft_files(directory)
+    config, info, recorded = _read_config(directory, peft, tensors)
     if base_model:
         config.base_model = base_model
     elif not config.base_model:
@@ -221,9 +263,12 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
     clf = cls(config=config, device=device)
     clf.info = info
     resume = directory / RESUME_WEIGHTS
+    # An encoder the config does not list is a leftover of another save: the prompt table is the adapter's own
+    use_resume = config.method == Method.P_TUNING and resume.is_file() and (recorded is None or RESUME_WEIGHTS in recorded)
     with torch.no_grad():
-        if config.method == Method.P_TUNING and resume.is_file():
-            _load_module(clf.prompt, _read_tensors(resume), "", RESUME_WEIGHTS)
+        if use_resume:
+            encoder, digests[RESUME_WEIGHTS] = _read_tensors(resume)
+            _load_module(clf.prompt, encoder, "", RESUME_WEIGHTS)
         else:
             clf.prompt = PromptTable(tensors["prompt_embeddings"]).to(clf.device)
         prefix = _HEAD_PREFIX if config.pooling == Pooling.MODEL else _OWN_HEAD_PREFIX
@@ -234,14 +279,27 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
                     f"{ADAPTER_WEIGHTS}: '{_DEEP}' is missing or not of shape {tuple(clf.deep.tables.shape)}"
                 )
             clf.deep.tables.copy_(tensors[_DEEP])
+    _check_digests(recorded, digests)
     clf.head.requires_grad_(config.train_head)
     clf.eval()
     return clf
 
 
-def _read_peft_files(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``adapter_config.json`` and ``adapter_model.safetensors``, refused unless a PROMPT_TUNING / P_TUNING SEQ_CLS
-    adapter with its prompt."""
+def _check_digests(recorded: dict | None, digests: dict[str, str]) -> None:
+    """Refuse weights other than those ``ptuning_config.json`` was saved with (None: an adapter without digests)."""
+    if recorded is None:
+        return
+    for name, digest in digests.items():
+        if recorded.get(name) != digest:
+            raise AdapterError(
+                f"{name} is not the file {PTUNING_CONFIG} was saved with (its sha256 differs): the adapter's files "
+                "come from two different saves, e.g. one that was interrupted; save or download the adapter again"
+            )
+
+
+def _read_peft_files(directory: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, str]]:
+    """``adapter_config.json`` and ``adapter_model.safetensors`` (with its sha256), refused unless a PROMPT_TUNING /
+    P_TUNING SEQ_CLS adapter with its prompt."""
     if not (directory / ADAPTER_CONFIG).is_file():
         raise AdapterError(f"{directory} has no {ADAPTER_CONFIG}: it is not a ptuning or PEFT adapter")
     if not (directory / ADAPTER_WEIGHTS).is_file():
@@ -249,7 +307,7 @@ def _read_peft_files(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             f"{directory} has no {ADAPTER_WEIGHTS} (only safetensors weights are loaded, never pickles)"
         )
     peft = _read_json(directory / ADAPTER_CONFIG)
-    tensors = _read_tensors(directory / ADAPTER_WEIGHTS)
+    tensors, digest = _read_tensors(directory / ADAPTER_WEIGHTS)
     if peft.get("peft_type") not in ("PROMPT_TUNING", "P_TUNING"):
         raise AdapterError(
             f"peft_type {peft.get('peft_type')!r} is not supported: ptuning loads PROMPT_TUNING and P_TUNING adapters"
@@ -258,23 +316,30 @@ def _read_peft_files(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise AdapterError(f"task_type {peft.get('task_type')!r} is not supported: ptuning loads SEQ_CLS adapters")
     if "prompt_embeddings" not in tensors:
         raise AdapterError(f"{ADAPTER_WEIGHTS} has no 'prompt_embeddings' tensor")
-    return peft, tensors
+    return peft, tensors, {ADAPTER_WEIGHTS: digest}
 
 
-def _read_config(directory: Path, peft: dict, tensors: dict) -> tuple[PromptConfig, dict]:
-    """The adapter's config and info: from ``ptuning_config.json``, or made up for an adapter PEFT saved."""
+def _read_config(directory: Path, peft: dict, tensors: dict) -> tuple[PromptConfig, dict, dict | None]:
+    """The adapter's config, info and recorded weight digests (None when it has none): from ``ptuning_config.json``,
+    or made up for an adapter PEFT saved."""
     if not (directory / PTUNING_CONFIG).is_file():
-        return _config_from_peft(peft, tensors), {"source": "peft"}
+        return _config_from_peft(peft, tensors), {"source": "peft"}, None
     ours = _read_json(directory / PTUNING_CONFIG)
     if not isinstance(ours.get("config"), dict):
         raise AdapterError(f"{PTUNING_CONFIG} has no 'config' object")
-    if ours.get("format_version", 0) > FORMAT_VERSION:
-        raise AdapterError(f"{PTUNING_CONFIG} was written by a newer ptuning (format {ours['format_version']})")
+    version = ours.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise AdapterError(f"{PTUNING_CONFIG}: format_version must be a whole number, not {version!r}")
+    if version > FORMAT_VERSION:
+        raise AdapterError(f"{PTUNING_CONFIG} was written by a newer ptuning (format {version})")
+    recorded = ours.get(WEIGHTS_SHA256)
+    if recorded is not None and not (isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values())):
+        raise AdapterError(f"{PTUNING_CONFIG}: {WEIGHTS_SHA256} must map file names to sha256 digests")
     try:
-        config = PromptConfig.from_dict(dict(ours["config"]))
-    except (PtuningError, TypeError) as e:
+        config = PromptConfig.from_dict(ours["config"])
+    except PtuningError as e:
         raise AdapterError(f"{PTUNING_CONFIG}: {e}") from None
-    return config, ours.get("info") if isinstance(ours.get("info"), dict) else {}
+    return config, ours.get("info") if isinstance(ours.get("info"), dict) else {}, recorded
 
 
 def _load_module(module: torch.nn.Module, tensors: dict, prefix: str, filename: str) -> None:

@@ -10,7 +10,10 @@ A checkpoint directory holds:
   ``since_best``, ``loss_sum``, ``loss_count``, ``elapsed_s``, ``finished``, ...), the optimizer's other state and
   hyperparameters (``optimizer``) and the scheduler's (``scheduler``), under ``format_version``.
 
-A save writes a new directory beside the old one and swaps them only once it is complete.
+A save writes a new directory beside the old one (``checkpoint.saving``) and swaps them only once it is complete,
+through ``checkpoint.old``; whenever a process is killed, one complete checkpoint remains (``checkpoint``, or
+``checkpoint.old`` between the two renames, which the next load or save puts back). A damaged checkpoint is refused
+in one line (a ConfigError), never a traceback.
 """
 
 from __future__ import annotations
@@ -18,16 +21,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
-from .adapter_files import write_json
-from .errors import ConfigError
+from .adapter_files import safetensors_bytes, write_atomic, write_json
+from .errors import ConfigError, PtuningError
 from .model import PromptClassifier
 from .training_args import TrainingArguments
 
@@ -104,8 +109,8 @@ def save_checkpoint(
     ``rng`` from :func:`rng_state`. ``best/`` is the adapter of ``trainer["best_step"]``: ``model`` when that is
     ``trainer["step"]``, else the ``best/`` of the previous save (the run holds its best weights only in memory).
     """
-    staging = directory.with_name(directory.name + ".saving")
-    old = directory.with_name(directory.name + ".old")
+    staging, old = _sibling(directory, ".saving"), _sibling(directory, ".old")
+    _recover(directory)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.save_pretrained(staging / LAST)
@@ -114,14 +119,41 @@ def save_checkpoint(
     elif trainer["best_step"] is not None and (directory / BEST).is_dir():
         shutil.copytree(directory / BEST, staging / BEST)
     tensors, meta = _optimizer_tensors(optimizer)
-    save_file(tensors, staging / OPTIMIZER_STATE)
-    save_file(rng, staging / RNG_STATE)
+    write_atomic(staging / OPTIMIZER_STATE, safetensors_bytes(tensors))
+    write_atomic(staging / RNG_STATE, safetensors_bytes(rng))
     write_json(staging / TRAINER_STATE, {**trainer, "format_version": CHECKPOINT_FORMAT, "optimizer": meta})
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)  # _recover made sure it holds nothing needed
     if directory.exists():
         directory.rename(old)
-    staging.rename(directory)
+    staging.rename(directory)  # killed just before: `old` is complete, and _recover puts it back
+    _fsync_directory(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _sibling(directory: Path, suffix: str) -> Path:
+    return directory.with_name(directory.name + suffix)
+
+
+def _recover(directory: Path) -> None:
+    """Put back the checkpoint a save left in ``.old`` when it was killed between its two renames."""
+    old = _sibling(directory, ".old")
+    if not (directory / TRAINER_STATE).is_file() and (old / TRAINER_STATE).is_file():
+        shutil.rmtree(directory, ignore_errors=True)
+        old.rename(directory)
+
+
+def _fsync_directory(path: Path) -> None:
+    # The renames themselves reach the disk (POSIX; a no-op where directories cannot be opened)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -144,25 +176,63 @@ def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------- loading
 def load_checkpoint(directory: Path, now: dict, device: torch.device) -> Checkpoint:
     """The checkpoint in ``directory`` of the run whose identity is ``now`` (``args``, ``config``,
-    ``data_fingerprint``, ``resolved``); a ConfigError when there is none, or when it is of another run.
+    ``data_fingerprint``, ``resolved``); a ConfigError when there is none, when it is of another run, or when it is
+    damaged (a file truncated, garbled or missing).
 
+    Its adapters are loaded onto ``device``.
     """
-    if not (directory / TRAINER_STATE).is_file() and directory.with_name(directory.name + ".old").is_dir():
-        directory = directory.with_name(directory.name + ".old")  # a save was interrupted between two renames
+    if not (directory / TRAINER_STATE).is_file() and (_sibling(directory, ".old") / TRAINER_STATE).is_file():
+        directory = _sibling(directory, ".old")  # a save was interrupted between two renames
     path = directory / TRAINER_STATE
     if not path.is_file():
         raise ConfigError(f"no checkpoint to resume in {directory}; train without resume to start anew")
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    if saved.get("format_version", 0) > CHECKPOINT_FORMAT:
-        raise ConfigError(f"the checkpoint in {directory} was written by a newer ptuning")
-    _check_same_run(saved, now, directory)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError(f"{TRAINER_STATE} holds no JSON object")
+        if not isinstance(saved.get("format_version", 0), int):
+            raise ValueError("format_version is not a number")
+        if saved.get("format_version", 0) > CHECKPOINT_FORMAT:
+            raise ConfigError(f"the checkpoint in {directory} was written by a newer ptuning")
+        _check_progress(saved)
+        _check_same_run(saved, now, directory)
+        last = PromptClassifier.from_pretrained(directory / LAST, include_resume=True, device=device)
+        best = None
+        if (directory / BEST).is_dir():
+            best = PromptClassifier.from_pretrained(directory / BEST, include_resume=True, device=device)
+        optimizer = _optimizer_state(load_file(directory / OPTIMIZER_STATE), saved["optimizer"])
+        rng = load_file(directory / RNG_STATE)
+        if not isinstance(rng.get("torch"), torch.Tensor) or rng["torch"].dtype != torch.uint8:
+            raise ValueError(f"{RNG_STATE} holds no generator state")
+    except ConfigError:
+        raise
+    except (PtuningError, OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as error:
+        raise damaged(directory, error) from None
+    return Checkpoint(saved, last, best, optimizer, rng)
 
-    last = PromptClassifier.from_pretrained(directory / LAST, include_resume=True, device=device)
-    best = None
-    if (directory / BEST).is_dir():
-        best = PromptClassifier.from_pretrained(directory / BEST, include_resume=True, device=device)
-    optimizer = _optimizer_state(load_file(directory / OPTIMIZER_STATE), saved["optimizer"])
-    return Checkpoint(saved, last, best, optimizer, load_file(directory / RNG_STATE))
+
+_NUMBER, _WHOLE = (int, float), int
+_PROGRESS = {  # what a resumed run reads back from trainer_state.json, and the types it must have
+    "step": _WHOLE, "epoch": _NUMBER, "history": list, "best_step": (_WHOLE, type(None)),
+    "best_metric": (*_NUMBER, type(None)), "best_loss": (*_NUMBER, type(None)), "since_best": _WHOLE,
+    "loss_sum": _NUMBER, "loss_count": _WHOLE, "elapsed_s": _NUMBER, "metric_name": (str, type(None)),
+    "stopped_early": bool, "scheduler": dict, "optimizer": dict, "args": dict, "config": dict, "resolved": dict,
+}  # fmt: skip
+
+
+def _check_progress(saved: dict) -> None:
+    wrong = [k for k, kind in _PROGRESS.items() if not isinstance(saved.get(k), kind)]
+    wrong += [k for k in ("step", "since_best", "loss_count") if isinstance(saved.get(k), bool)]
+    if wrong:
+        raise ValueError(f"{TRAINER_STATE} has no valid {', '.join(dict.fromkeys(wrong))}")
+
+
+def damaged(directory: Path, error: Exception) -> ConfigError:
+    """The one line for a checkpoint whose files cannot be what a save wrote (truncated, garbled, missing)."""
+    detail = str(error).splitlines()[0] if str(error) else ""
+    return ConfigError(
+        f"the checkpoint in {directory} is damaged ({type(error).__name__}: {detail}); train anew without resume"
+    )
 
 
 def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:

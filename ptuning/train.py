@@ -33,7 +33,15 @@ from torch import nn
 
 from .backbones import default_device
 from .batching import length_grouped_batches
-from .checkpoints import comparable_args, data_fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from .checkpoints import (
+    comparable_args,
+    damaged,
+    data_fingerprint,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from .config import PromptConfig
 from .data import Dataset, check_trainable, label_distribution, split_dataset
 from .errors import ConfigError
@@ -467,19 +475,23 @@ class Trainer:
         """Continue the run saved in ``args.checkpoint_dir``: its weights, optimizer, scheduler, progress and RNG."""
         if self.args.checkpoint_dir is None:
             raise ConfigError("resume needs checkpoint_dir: the folder the run saved its checkpoints in")
-        saved = load_checkpoint(Path(self.args.checkpoint_dir), self.identity(), self.clf.device)
-        self.clf.load_state_dict(saved.model.state_dict())
-        if saved.best is not None:
-            self.record.best_weights = _copy_weights(saved.best)
-        self.optimizer.load_state_dict(saved.optimizer)
-        self.scheduler.load_state_dict(saved.trainer["scheduler"])
-        for key in _SAVED_STATE:
-            setattr(self.state, key, saved.trainer[key])
-        best_loss = saved.trainer["best_loss"]
-        self.record.best_loss = best_loss if best_loss is not None else math.inf
-        self.record.since_best = saved.trainer["since_best"]
-        self.record.loss_sum, self.record.loss_count = saved.trainer["loss_sum"], saved.trainer["loss_count"]
-        restore_rng(saved.rng, self.generator)
+        directory = Path(self.args.checkpoint_dir)
+        saved = load_checkpoint(directory, self.identity(), self.clf.device)
+        try:
+            self.clf.load_state_dict(saved.model.state_dict())
+            if saved.best is not None:
+                self.record.best_weights = _copy_weights(saved.best)
+            self.optimizer.load_state_dict(saved.optimizer)
+            self.scheduler.load_state_dict(saved.trainer["scheduler"])
+            for key in _SAVED_STATE:
+                setattr(self.state, key, saved.trainer[key])
+            best_loss = saved.trainer["best_loss"]
+            self.record.best_loss = best_loss if best_loss is not None else math.inf
+            self.record.since_best = saved.trainer["since_best"]
+            self.record.loss_sum, self.record.loss_count = saved.trainer["loss_sum"], saved.trainer["loss_count"]
+            restore_rng(saved.rng, self.generator)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # fields of the wrong shape
+            raise damaged(directory, error) from None
 
     # ------------------------------------------------------------------------------------------ the result
     def finish(self, out_dir: str | Path | None, description: str | None) -> TrainResult:
