@@ -40,6 +40,7 @@ FULL = {  # the runs behind BENCHMARKS.md's tables
                             "mean", "--num-virtual-tokens", "5", "20", "--epochs", "4",
                             "--name", "accuracy-full-split"],
     "cli-accuracy": ["cli_accuracy.py", "--train-size", "2000", "--test-size", "1000", "--epochs", "4"],
+    "serve-load": ["serve_load.py"],
 }  # fmt: skip
 SMOKE = {
     "memory": ["memory.py", "--train-steps", "3", "--predict-texts", "64"],
@@ -50,6 +51,9 @@ SMOKE = {
     "baselines": ["baselines.py", "--train-size", "256", "--test-size", "256", "--epochs", "1"],
     "accuracy": ["accuracy.py", "--train-size", "128", "--test-size", "128", "--epochs", "1"],
     "cli-accuracy": ["cli_accuracy.py", "--train-size", "128", "--test-size", "64", "--epochs", "1"],
+    "serve-load": ["serve_load.py", "--concurrency", "1", "8", "--adapters", "1", "2", "--requests", "30",
+                   "--seconds", "5", "--baseline-requests", "20", "--memory-adapters", "5", "--repeats", "1",
+                   "--name", "serve-load-smoke"],
 }
 
 

@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--adapters", type=int, nargs="+", default=[1, 8, 64])
     p.add_argument("--requests", type=int, default=400, help="requests per cell (at most)")
     p.add_argument("--seconds", type=float, default=30.0, help="time per cell (at most)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each cell; the median one is reported")
     p.add_argument("--baseline-requests", type=int, default=200, help="texts for (a), (b) and the ceiling")
     p.add_argument("--memory-adapters", type=int, default=1000)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
@@ -65,7 +66,8 @@ def main() -> None:
         try:
             for k in args.adapters:
                 for c in args.concurrency:
-                    cell = load(server, texts, k, c, args)
+                    # the median of --repeats runs: one disturbed run does not make the row
+                    cell = median_run(lambda: load(server, texts, k, c, args), args.repeats)
                     results["cells"].append(cell)
                     log(f"k={k} C={c}: {cell['requests_per_s']:.1f} req/s, p50 {cell['p50_ms']:.1f} ms, "
                         f"p99 {cell['p99_ms']:.1f} ms, mean batch {cell['mean_batch_size']:.1f}")  # fmt: skip
@@ -189,8 +191,6 @@ async def post(connection, body: dict) -> int:
 
 # --------------------------------------------------------------------------------------------- baselines
 def baselines(dirs: list[str], texts: list[str], cells: list[dict], args) -> dict:
-    import torch
-
     from ptuning import PromptClassifier, predict_mixed
 
     n = args.baseline_requests
@@ -200,32 +200,45 @@ def baselines(dirs: list[str], texts: list[str], cells: list[dict], args) -> dic
         adapters = [PromptClassifier.from_pretrained(d, device="cpu") for d in dirs[:k]]
         rows = [i % k for i in range(n)]
         adapters[0].predict(sample[:8])
-        latencies = []
-        with Clock() as clock:
-            for t, r in zip(sample, rows):
-                start = time.perf_counter()
-                adapters[r].predict([t])
-                latencies.append(time.perf_counter() - start)
-        out["one_at_a_time"][k] = {"requests_per_s": n / clock.wall, "p50_ms": 1e3 * median(latencies)}
-        out["peft_set_adapter"][k] = peft_one_at_a_time(sample, k, args)
+
+        def one_at_a_time() -> dict:
+            latencies = []
+            with Clock() as clock:
+                for t, r in zip(sample, rows):
+                    start = time.perf_counter()
+                    adapters[r].predict([t])
+                    latencies.append(time.perf_counter() - start)
+            return {"requests_per_s": n / clock.wall, "p50_ms": 1e3 * median(latencies)}
+
+        def ceiling(size: int) -> dict:
+            predict_mixed(adapters, sample[:size], rows[:size], batch_size=size)
+            with Clock() as clock:
+                predict_mixed(adapters, sample, rows, batch_size=size)
+            return {"batch_size": size, "requests_per_s": n / clock.wall}
+
+        out["one_at_a_time"][k] = median_run(one_at_a_time, args.repeats)
+        out["peft_set_adapter"][k] = median_run(lambda: peft_one_at_a_time(sample, k, args), args.repeats)
         # the ceiling at each concurrency: the server's mean batch size there, in one in-process call
         out["ceiling"][k] = {}
         for cell in (x for x in cells if x["adapters"] == k):
             size = max(1, round(cell["mean_batch_size"]))
-            predict_mixed(adapters, sample[:size], rows[:size], batch_size=size)
-            with Clock() as clock:
-                predict_mixed(adapters, sample, rows, batch_size=size)
-            out["ceiling"][k][cell["concurrency"]] = {"batch_size": size, "requests_per_s": n / clock.wall}
+            out["ceiling"][k][cell["concurrency"]] = median_run(lambda: ceiling(size), args.repeats)
         full = args.max_batch_size
-        with Clock() as clock:
-            for _ in range(3):
+        walls = []
+        for _ in range(3 * args.repeats):
+            with Clock() as clock:
                 predict_mixed(adapters, sample[:full], rows[:full], batch_size=full)
-        out["ceiling"][k]["full_batch_ms"] = 1e3 * clock.wall / 3
+            walls.append(clock.wall)
+        out["ceiling"][k]["full_batch_ms"] = 1e3 * median(walls)
         log(f"k={k}: one at a time {out['one_at_a_time'][k]['requests_per_s']:.1f} req/s, PEFT "
             f"{out['peft_set_adapter'][k]['requests_per_s']:.1f} req/s, full batch {out['ceiling'][k]['full_batch_ms']:.0f} ms")  # fmt: skip
-        del adapters
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return out
+
+
+def median_run(measure, repeats: int) -> dict:
+    """The run with the median ``requests_per_s`` of ``repeats`` runs of ``measure``, with all their rates."""
+    runs = sorted((measure() for _ in range(repeats)), key=lambda r: r["requests_per_s"])
+    return {**runs[len(runs) // 2], "repeats_requests_per_s": [r["requests_per_s"] for r in runs]}
 
 
 def peft_one_at_a_time(sample: list[str], k: int, args) -> dict:

@@ -43,7 +43,8 @@ CHECKPOINT_FORMAT = 1
 TRAINER_STATE, OPTIMIZER_STATE, RNG_STATE = "trainer_state.json", "optimizer.safetensors", "rng_state.safetensors"
 LAST, BEST = "last", "best"
 # Arguments a resumed run may change: where it runs, where it saves, that it resumes, and when it gives up.
-_FREE_ARGS = ("device", "checkpoint_dir", "resume", "patience")
+# A time budget is the session's own: a resumed run follows the plan its checkpoint made (``saved_plan``).
+_FREE_ARGS = ("device", "checkpoint_dir", "resume", "patience", "time_budget")
 
 
 @dataclass
@@ -174,6 +175,16 @@ def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------------------------- loading
+def saved_plan(directory: Path) -> dict | None:
+    """The plan (``resolved``) of the run checkpointed in ``directory``, or None when there is no readable one."""
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        try:
+            return dict(json.loads((candidate / TRAINER_STATE).read_text(encoding="utf-8"))["resolved"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
 def load_checkpoint(directory: Path, now: dict, device: torch.device) -> Checkpoint:
     """The checkpoint in ``directory`` of the run whose identity is ``now`` (``args``, ``config``,
     ``data_fingerprint``, ``resolved``); a ConfigError when there is none, when it is of another run, or when it is

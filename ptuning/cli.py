@@ -221,15 +221,14 @@ def cmd_train(a: argparse.Namespace) -> int:
         )  # fmt: skip
     args = TrainingArguments(**given_options(a, TrainingArguments), checkpoint_dir=str(out / CHECKPOINT_SUBDIR))
     main_process = _is_main_process()
-    if main_process:
-        _warn(data.warnings)
 
-    class WarnBeforeTraining(Callback):  # what only the run finds out (truncated texts...), before it starts
+    class Announce(Callback):  # first the estimate, then what the data and the run found (duplicates, truncation)
         def on_train_begin(self, state):
-            _warn([w for w in state.warnings if w not in data.warnings])
+            print(f"estimate: {_estimate_line(state, args)}", file=sys.stderr, flush=True)
+            _warn(state.warnings)
 
     cancel = threading.Event()
-    callbacks = [WarnBeforeTraining()] + ([] if a.quiet else [TqdmCallback()])
+    callbacks = [Announce()] + ([] if a.quiet else [TqdmCallback()])
     with _interrupt_sets(cancel):
         result = train(
             data, eval_data=eval_data, config=config or None, args=args, callbacks=callbacks, cancel=cancel,
@@ -250,6 +249,15 @@ def _adapter_options(a: argparse.Namespace) -> dict:
     return peft_compatible_options(given) if a.peft_compatible else given
 
 
+def _estimate_line(state, args: TrainingArguments) -> str:
+    from .estimate import duration
+
+    line = f"about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, {state.epochs} epochs)"
+    if args.time_budget:
+        line += f", planned to fit the time budget of {duration(args.time_budget)}"
+    return line
+
+
 def _report(result, out: Path, patience: int | None) -> None:
     """What a finished (or stopped) run prints: where the adapter is, how the run ended, the metrics as JSON."""
     s, clf = result.state, result.model
@@ -261,6 +269,8 @@ def _report(result, out: Path, patience: int | None) -> None:
             f"Run the same command with --resume to continue.",
             file=sys.stderr,
         )
+    elif s.budget_reached:
+        print(f"stopped at the time budget at step {s.step} of {s.total_steps}; the best adapter so far is saved")
     elif s.stopped_early:
         print(f"stopped early at step {s.step} of {s.total_steps}: no improvement in {patience} evaluations")
     if result.metrics:

@@ -19,6 +19,7 @@ The arguments live in ``training_args.py`` and scoring in ``evaluation.py``; bot
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import threading
@@ -41,10 +42,12 @@ from .checkpoints import (
     restore_rng,
     rng_state,
     save_checkpoint,
+    saved_plan,
 )
 from .config import PromptConfig
 from .data import Dataset, check_trainable, label_distribution, split_dataset
 from .errors import ConfigError
+from .estimate import calibrate, estimate_run
 from .evaluation import align_labels, evaluate, predict_logits, score_logits, task_loss
 from .metrics import primary_metric
 from .model import PromptClassifier
@@ -82,6 +85,9 @@ __all__ = [
     "train",
 ]
 
+# The share of a time budget left after setup that the plan may fill: estimates are within about 10-20 %, and the
+# loop's own stop (before a step that would end past the budget) catches the rest.
+BUDGET_SHARE = 0.9
 _HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss")  # an evaluation's entry: these, then its metrics
 
 
@@ -105,6 +111,8 @@ class TrainState:
     examples_per_s: float = 0.0
     cancelled: bool = False
     stopped_early: bool = False
+    budget_reached: bool = False  # stopped at args.time_budget
+    estimated_s: float | None = None  # the expected time of the steps and evaluations, from ``estimate.py``
     warnings: list[str] = field(default_factory=list)  # about the data: duplicates, truncated texts...
 
 
@@ -208,6 +216,7 @@ def train(
     >>> result.metrics["accuracy"], result.state.best_step
     (0.86, 240)
     """
+    started = time.monotonic()  # a time budget counts loading and tokenising too
     check_trainable(data)
     args = args or TrainingArguments()
     accelerator, device = _accelerator(args.device, model)
@@ -218,7 +227,8 @@ def train(
     if fresh and clf.config.task == "regression":
         _start_head_at(clf, float(np.mean(run_data.train.labels)))
     trainer = Trainer(
-        clf, run_data, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel, generator=generator
+        clf, run_data, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel, started=started,
+        generator=generator,
     )
     return trainer.run(out_dir, description)
 
@@ -321,19 +331,28 @@ class Trainer:
         accelerator,
         callbacks: Sequence[Callback] = (),
         cancel: threading.Event | Callable[[], bool] | None = None,
+        started: float | None = None,
         generator: torch.Generator | None = None,
     ):
         self.clf, self.data, self.args, self.accelerator = clf, data, args, accelerator
         self.callbacks, self.cancel = list(callbacks), cancel
         self.generator = generator if generator is not None else run_generator(args.seed)
+        started = time.monotonic() if started is None else started
+        self.deadline = started + args.time_budget if args.time_budget else None
+        self.calibration = calibrate(clf, data.train_examples, args.batch_size)
         self.plan = _plan(args, clf, data, accelerator.num_processes)
+        if self.deadline is not None:
+            self.plan = self._fit_budget(self.plan)
+        self.estimate = self._estimate(self.plan)
         self.optimizer = _optimizer(clf, self.plan, args.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_schedule(self.plan.total_steps, self.plan.warmup_steps)
         )
-        self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs, warnings=data.warnings)
+        self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs, warnings=data.warnings,
+                                estimated_s=self.estimate.seconds)  # fmt: skip
         self.record = _Record()
         self.clock = _Clock()
+        self.last_eval_s: float | None = None
         if args.resume:
             self.resume()
         self.state.learning_rate = self.scheduler.get_last_lr()[0]
@@ -348,10 +367,13 @@ class Trainer:
         self.trigger("on_train_begin", state)
         self.clock.start(state)
         saved_step = state.step if self.args.resume else None
-        while state.step < plan.total_steps and not (state.cancelled or state.stopped_early):
+        while state.step < plan.total_steps and not (state.cancelled or state.stopped_early or state.budget_reached):
             for batch in self.epoch_batches():
                 if self.cancelled():
                     state.cancelled = True
+                    break
+                if self.out_of_time():
+                    state.budget_reached = True
                     break
                 self.train_step(batch)
                 if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
@@ -361,9 +383,58 @@ class Trainer:
                     saved_step = state.step
                     if state.stopped_early:
                         break
-        if state.cancelled and saved_step != state.step:
+        if state.budget_reached and saved_step != state.step:
+            self.evaluate()  # the steps since the last evaluation count: the best adapter may be the last one
+            self.save_checkpoint()
+        elif state.cancelled and saved_step != state.step:
             self.save_checkpoint()  # resuming continues from this very step
         return self.finish(out_dir, description)
+
+    def out_of_time(self) -> bool:
+        """Whether one more step, and the evaluation that must follow it, would end past the time budget."""
+        if self.deadline is None:
+            return False
+        steps_done = self.state.step - self.clock.first_step
+        if steps_done:
+            step_s = (time.perf_counter() - self.clock.began) / steps_done
+        else:
+            step_s = self.estimate.train_s / max(self.estimate.steps, 1)
+        return time.monotonic() + step_s + self.eval_seconds > self.deadline
+
+    @property
+    def eval_seconds(self) -> float:
+        """One evaluation's time: the last one measured, else the estimate."""
+        return self.last_eval_s if self.last_eval_s is not None else self.estimate.seconds_per_evaluation
+
+    def _estimate(self, plan: Plan):
+        data, args = self.data, self.args
+        val = [len(e.input_ids) for e in data.val_examples] if data.val_examples is not None else None
+        return estimate_run(
+            self.calibration, [len(e.input_ids) for e in data.train_examples], val, batch_size=args.batch_size,
+            eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
+            steps_per_epoch=plan.steps_per_epoch, eval_every=plan.eval_every, processes=plan.processes,
+            seed=args.seed,
+        )  # fmt: skip
+
+    def _fit_budget(self, plan: Plan) -> Plan:
+        """The plan that fits the time left: fewer automatic epochs, or part of one; on resume, the saved plan."""
+        args = self.args
+        if args.resume and args.checkpoint_dir is not None:
+            saved = saved_plan(Path(args.checkpoint_dir))
+            if saved is not None:
+                return _replan(plan, saved["epochs"], saved["total_steps"], args)
+        if args.epochs is not None:
+            return plan  # the user's epochs stand; the budget only stops the run
+        left = (self.deadline - time.monotonic()) * BUDGET_SHARE
+        estimate = self._estimate(plan)
+        for epochs in range(plan.epochs, 0, -1):
+            candidate = _replan(plan, epochs, epochs * plan.steps_per_epoch, args)
+            if self._estimate(candidate).seconds <= left:
+                return candidate
+        # not even one epoch: the steps that fit beside SHORT_RUN_EVALUATIONS evaluations
+        per_step = estimate.train_s / max(estimate.steps, 1)
+        steps = int((left - SHORT_RUN_EVALUATIONS * estimate.seconds_per_evaluation) / max(per_step, 1e-9))
+        return _replan(plan, 1, max(1, min(steps, plan.steps_per_epoch)), args)
 
     def epoch_batches(self) -> list[list[int]]:
         """This process's batches of the current epoch, from the current step on: shuffled by epoch and grouped by
@@ -415,6 +486,7 @@ class Trainer:
         record.loss_sum, record.loss_count = 0.0, 0
         if data.val_examples is None:
             return
+        began = time.perf_counter()
         logits = predict_logits(clf, data.val_examples, self.plan.eval_batch_size, self.accelerator)
         val_loss = float(task_loss(logits, data.val_targets, clf.config.task))
         metrics = score_logits(clf, data.val.labels, logits)
@@ -428,6 +500,7 @@ class Trainer:
             record.since_best = 0
         else:
             record.since_best += 1
+        self.last_eval_s = time.perf_counter() - began
         self.trigger("on_evaluate", state, metrics)
 
     def trigger(self, hook: str, *args) -> None:
@@ -642,25 +715,31 @@ def _start_head_at(clf: PromptClassifier, value: float) -> None:
 def _plan(args: TrainingArguments, clf: PromptClassifier, data: RunData, processes: int) -> Plan:
     epochs = args.epochs or auto_epochs(len(data.train), args.batch_size, processes)
     steps_per_epoch = math.ceil(math.ceil(len(data.train) / args.batch_size) / processes)
-    total_steps = epochs * steps_per_epoch
-    if args.eval_steps:
-        eval_every = args.eval_steps
-    elif epochs >= SHORT_RUN_EVALUATIONS:
-        eval_every = steps_per_epoch
-    else:
-        eval_every = math.ceil(total_steps / SHORT_RUN_EVALUATIONS)
-    return Plan(
+    plan = Plan(
         epochs=epochs,
         lr=args.lr if args.lr is not None else PROMPT_LR[clf.config.method],
         head_lr=args.head_lr if args.head_lr is not None else HEAD_LR,
         max_length=data.max_length,
         steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-        warmup_steps=int(args.warmup_ratio * total_steps),
-        eval_every=eval_every,
+        total_steps=epochs * steps_per_epoch,
+        warmup_steps=0,
+        eval_every=1,
         eval_batch_size=max(64, 2 * args.batch_size),
         processes=processes,
     )
+    return _replan(plan, epochs, plan.total_steps, args)
+
+
+def _replan(plan: Plan, epochs: int, total_steps: int, args: TrainingArguments) -> Plan:
+    """``plan`` with these epochs and steps; the warm-up and the evaluation spacing follow from them."""
+    if args.eval_steps:
+        eval_every = args.eval_steps
+    elif epochs >= SHORT_RUN_EVALUATIONS:
+        eval_every = plan.steps_per_epoch
+    else:
+        eval_every = math.ceil(total_steps / SHORT_RUN_EVALUATIONS)
+    return dataclasses.replace(plan, epochs=epochs, total_steps=total_steps, eval_every=eval_every,
+                               warmup_steps=int(args.warmup_ratio * total_steps))  # fmt: skip
 
 
 def _optimizer(clf: PromptClassifier, plan: Plan, weight_decay: float) -> torch.optim.Optimizer:

@@ -100,6 +100,14 @@ class TrainingArguments:
     checkpoint_dir: str | None = field(
         default=None, metadata={"help": "Save a checkpoint here at every evaluation, to resume from."}
     )
+    time_budget: float | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds the whole run may take (loading, tokenising and evaluating included): automatic epochs "
+            "are chosen to fit it, and training stops at it with the best adapter so far. Empty: no limit.",
+            "metavar": "SECONDS",
+        },
+    )
     resume: bool = field(
         default=False,
         metadata={
@@ -121,6 +129,7 @@ class TrainingArguments:
             (self.patience is None or self.patience >= 0, "patience must not be negative"),
             (self.max_length is None or self.max_length >= 2, "max_length must be at least 2"),
             (0 <= self.val_split < 1, "val_split must be in [0, 1)"),
+            (self.time_budget is None or self.time_budget > 0, "time_budget must be a positive number of seconds"),
         ]
         for ok, message in checks:
             if not ok:
