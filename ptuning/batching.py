@@ -25,11 +25,19 @@ class Encoded:
         return [len(e.input_ids) for e in self.examples]
 
 
+# A token spans a few characters, a long word piece a dozen: cutting a text at this many per token first keeps every
+# token that can fit in any text of words, and a huge text costs no more to tokenise than one that just fills the
+# limit (a fast tokenizer reads the whole text before it truncates).
+MAX_CHARS_PER_TOKEN = 32
+
+
 def tokenize(tokenizer, texts: list[str], limit: int) -> list[list[int]]:
     """Token ids without special tokens; anything past ``limit`` is dropped here already (it cannot fit)."""
     if not texts:
         return []
-    return tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
+    chars = limit * MAX_CHARS_PER_TOKEN
+    texts = [t[:chars] for t in texts]
+    return tokenizer(texts, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
 
 
 def encode(

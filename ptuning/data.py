@@ -92,7 +92,9 @@ class Dataset:
 # --- reading -------------------------------------------------------------------------------------------
 
 
-def read_table(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
+def read_table(
+    path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, max_rows: int | None = None
+) -> pd.DataFrame:
     """Read a table of examples from a file, choosing the format by its extension.
 
     .csv, .tsv/.tab, .json (a list of records or ``{"data": [...]}``), .jsonl/.ndjson, .xlsx/.xls (the
@@ -102,6 +104,10 @@ def read_table(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> p
     without BOM, or UTF-16 with BOM; other bytes fall back to cp1252/latin-1 with a warning. Cells of text
     files are kept as strings (no "NA" -> NaN guessing); empty cells are NaN. Non-fatal findings are in
     ``df.attrs["warnings"]``.
+
+    ``max_bytes`` bounds the file, and for .xlsx and .parquet (compressed formats) also what it unpacks to, checked
+    before anything is unpacked; ``max_rows`` (None: no limit) bounds the rows, read no further than one past it
+    where the format allows.
 
     Raises DataError for a missing, empty, binary, oversized or malformed file.
 
@@ -121,9 +127,10 @@ def read_table(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> p
     suffix = path.suffix.lower()
     warnings: list[str] = []
     if suffix in (".xlsx", ".xlsm", ".xls"):
-        df = _read_excel(path, warnings)
+        _check_unpacked_size(path, max_bytes)
+        df = _read_excel(path, warnings, max_rows)
     elif suffix == ".parquet":
-        df = _read_parquet(path)
+        df = _read_parquet(path, max_bytes, max_rows)
     else:
         text = _decode(path.read_bytes(), path.name, warnings)
         if suffix in (".json", ".jsonl", ".ndjson"):
@@ -131,10 +138,10 @@ def read_table(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> p
         else:
             default = {".csv": ",", ".tsv": "\t", ".tab": "\t"}.get(suffix)
             df = _parse_delimited(text, _sniff_delimiter(text, default), path.name, warnings)
-    return _finish(df, path.name, warnings)
+    return _finish(df, path.name, warnings, max_rows)
 
 
-def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
+def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES, max_rows: int | None = None) -> pd.DataFrame:
     """Read a table pasted as text: JSON or JSONL when it starts with ``[`` or ``{``, else delimited text
     (a paste from a spreadsheet is tab-separated) with a header line.
 
@@ -160,7 +167,7 @@ def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFra
         df = _records_frame(data, name) if is_wrapped else _parse_jsonl(stripped, name)
     else:
         df = _parse_delimited(text, _sniff_delimiter(text), name, warnings)
-    return _finish(df, name, warnings)
+    return _finish(df, name, warnings, max_rows)
 
 
 def human_size(n_bytes: int) -> str:
@@ -295,11 +302,25 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "number")
 
 
-def _read_excel(path: Path, warnings: list[str]) -> pd.DataFrame:
+def _check_unpacked_size(path: Path, max_bytes: int) -> None:
+    """Refuse a workbook whose parts unpack to more than ``max_bytes`` (a zip bomb), before any is unpacked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (an old .xls, or damage): the reader says what is wrong
+    if size > max_bytes:
+        raise DataError(
+            f"{path.name} unpacks to {human_size(size)}; the limit is {human_size(max_bytes)}. Use fewer rows, or CSV"
+        )
+
+
+def _read_excel(path: Path, warnings: list[str], max_rows: int | None = None) -> pd.DataFrame:
+    nrows = None if max_rows is None else max_rows + 1  # one past the limit tells that it is over
     try:
         with pd.ExcelFile(path) as book:  # one open for the sheet names and the first sheet
             sheets = book.sheet_names
-            df = pd.read_excel(book, sheet_name=0, dtype=object, keep_default_na=False, na_values=[""])
+            df = pd.read_excel(book, sheet_name=0, dtype=object, keep_default_na=False, na_values=[""], nrows=nrows)
     except ImportError as error:  # .xls needs python-calamine (pandas 3) or xlrd, which are optional
         raise DataError(
             f"reading {path.suffix} files needs an extra package: {error} Or save the file as .xlsx or CSV."
@@ -314,17 +335,31 @@ def _read_excel(path: Path, warnings: list[str]) -> pd.DataFrame:
     return df
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, max_rows: int | None = None) -> pd.DataFrame:
     if find_spec("pyarrow") is None:
         raise DataError("reading .parquet files needs pyarrow: pip install pyarrow, or export the table as CSV")
-    try:
+    import pyarrow.parquet as pq
+
+    try:  # the footer tells the rows and the unpacked size before any column is read
+        meta = pq.ParquetFile(path).metadata
+        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if unpacked > max_bytes:
+            raise DataError(f"{path.name} unpacks to {human_size(unpacked)}; the limit is {human_size(max_bytes)}")
+        if max_rows is not None and meta.num_rows > max_rows:
+            raise DataError(_too_many_rows(path.name, max_rows, meta.num_rows))
         return pd.read_parquet(path)
     except (ValueError, OSError) as error:
         raise DataError(f"{path.name} could not be read as Parquet: {error}") from error
 
 
-def _finish(df: pd.DataFrame, name: str, warnings: list[str]) -> pd.DataFrame:
-    """Clean column names, drop trailing empty rows (spreadsheets keep formatted blanks), refuse no rows."""
+def _too_many_rows(name: str, max_rows: int, rows: int | None = None) -> str:
+    how_many = f"{rows:,}" if rows is not None else f"more than {max_rows:,}"
+    return f"{name} has {how_many} rows; the limit here is {max_rows:,}. Use fewer rows"
+
+
+def _finish(df: pd.DataFrame, name: str, warnings: list[str], max_rows: int | None = None) -> pd.DataFrame:
+    """Clean column names, drop trailing empty rows (spreadsheets keep formatted blanks), refuse no rows (or more
+    than ``max_rows``)."""
     if df.shape[1] == 0:
         raise DataError(f"{name} has no data rows")
     df.columns = [str(column).strip() for column in df.columns]
@@ -332,6 +367,8 @@ def _finish(df: pd.DataFrame, name: str, warnings: list[str]) -> pd.DataFrame:
     df = df.iloc[: filled[-1] + 1 if len(filled) else 0].reset_index(drop=True)
     if len(df) == 0:
         raise DataError(f"{name} has a header ({', '.join(df.columns)}) but no data rows")
+    if max_rows is not None and len(df) > max_rows:
+        raise DataError(_too_many_rows(name, max_rows))
     df.attrs["warnings"] = warnings
     return df
 
@@ -503,6 +540,24 @@ def build_dataset(
         pair_column=pair_col,
         warnings=warnings,
     )
+
+
+def cut_long_texts(ds: Dataset, max_chars: int) -> Dataset:
+    """``ds`` with every text (and second text) past ``max_chars`` characters cut there, and a warning that says how
+    many were; ``ds`` itself when none is that long.
+
+    Example:
+        >>> cut_long_texts(Dataset(texts=["abcdef", "ab"], labels=[]), 3).texts
+        ['abc', 'ab']
+    """
+    pairs = ds.text_pairs or [""] * len(ds.texts)
+    long = [i for i, (a, b) in enumerate(zip(ds.texts, pairs)) if len(a) > max_chars or len(b) > max_chars]
+    if not long:
+        return ds
+    cut = [t[:max_chars] for t in ds.texts]
+    pairs = None if ds.text_pairs is None else [t[:max_chars] for t in ds.text_pairs]
+    note = f"{len(long)} texts longer than {max_chars:,} characters were cut there: {_rows(long)}"
+    return dataclasses.replace(ds, texts=cut, text_pairs=pairs, warnings=[*ds.warnings, note])
 
 
 def load_dataset(path: str | PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs) -> Dataset:

@@ -184,6 +184,47 @@ def test_file_over_the_size_limit_is_refused_with_size_and_limit(tmp_path):
         read_table(path, max_bytes=1024)
 
 
+@pytest.mark.parametrize("name", ["a.csv", "a.xlsx", "a.parquet"])
+def test_rows_over_the_limit_are_refused_in_every_format(tmp_path, name):
+    if name.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"text": [f"text {i}" for i in range(30)], "label": ["a", "b"] * 15})
+    write_as = {"csv": frame.to_csv, "xlsx": frame.to_excel, "parquet": frame.to_parquet}[name.split(".")[1]]
+    write_as(tmp_path / name, index=False)
+    assert len(read_table(tmp_path / name, max_rows=30)) == 30
+    with pytest.raises(DataError, match=r"rows; the limit here is 29"):
+        read_table(tmp_path / name, max_rows=29)
+
+
+def test_pasted_rows_over_the_limit_are_refused():
+    pasted = "text,label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(30))
+    with pytest.raises(DataError, match=r"more than 10 rows; the limit here is 10"):
+        parse_pasted(pasted, max_rows=10)
+
+
+def test_a_workbook_that_unpacks_past_the_limit_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
+    pd.DataFrame({"text": ["x" * 5000] * 50, "label": ["a", "b"] * 25}).to_excel(tmp_path / "bomb.xlsx", index=False)
+    assert (tmp_path / "bomb.xlsx").stat().st_size < 20_000  # it compresses well
+    monkeypatch.setattr(data, "_read_excel", lambda *a, **k: pytest.fail("the workbook was unpacked"))
+    with pytest.raises(DataError, match=r"bomb\.xlsx unpacks to .* the limit is 100\.0 KiB"):
+        read_table(tmp_path / "bomb.xlsx", max_bytes=100 * 1024)
+
+
+def test_a_parquet_file_that_unpacks_past_the_limit_is_refused(tmp_path):
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"text": ["x" * 5000] * 50, "label": ["a", "b"] * 25}).to_parquet(tmp_path / "big.parquet")
+    with pytest.raises(DataError, match=r"big\.parquet unpacks to .* the limit is 100\.0 KiB"):
+        read_table(tmp_path / "big.parquet", max_bytes=100 * 1024)
+
+
+def test_long_texts_are_cut_with_a_warning_naming_their_rows():
+    ds = Dataset(texts=["short", "x" * 50, "y" * 10], labels=[0, 1, 0], text_pairs=["p", "q", "z" * 20])
+    cut = data.cut_long_texts(ds, 12)
+    assert cut.texts == ["short", "x" * 12, "y" * 10] and cut.text_pairs == ["p", "q", "z" * 12]
+    assert cut.warnings == ["2 texts longer than 12 characters were cut there: rows 2, 3"]
+    assert data.cut_long_texts(ds, 100) is ds
+
+
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_table(tmp_path / "nope.csv")

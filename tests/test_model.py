@@ -187,3 +187,24 @@ def test_decoders_drop_only_the_misleading_padding_warning(tiny):
     finally:
         logger.removeHandler(handler)
     assert [r.getMessage() for r in seen] == ["another warning"]
+
+
+def test_a_huge_text_is_cut_before_the_tokenizer_reads_it(tiny, make):
+    from ptuning.batching import MAX_CHARS_PER_TOKEN
+
+    clf, seen = make(tiny("bert")), []
+    tokenizer = clf.backbone.tokenizer
+    real_call = type(tokenizer).__call__
+
+    def spy(self, texts, *args, **kwargs):
+        seen.extend(len(t) for t in texts)
+        return real_call(self, texts, *args, **kwargs)
+
+    huge = "word " * 1_000_000
+    type(tokenizer).__call__ = spy
+    try:
+        long_one, short_one = clf.encode([huge, "word " * 30], max_length=40).examples
+    finally:
+        type(tokenizer).__call__ = real_call
+    assert max(seen) <= (40 + 1) * MAX_CHARS_PER_TOKEN  # encode reads one token past the limit, to tell a cut
+    assert long_one.truncated and len(long_one.input_ids) == 40
