@@ -72,7 +72,7 @@ def push_adapter(
     folder: str | Path,
     repo_id: str,
     *,
-    token: str | None = None,
+    token: str | bool | None = None,
     private: bool = False,
     endpoint: str | None = None,
     commit_message: str | None = None,
@@ -84,7 +84,8 @@ def push_adapter(
     first with ``model_card.make_model_card``); the same names are deleted from the repo when the folder lacks
     them, so the repo never mixes files of two adapters. Other files in the folder stay local.
 
-    ``token`` defaults to the one huggingface_hub finds (``HF_TOKEN``, then ``hf auth login``).
+    ``token`` defaults to the one huggingface_hub finds (``HF_TOKEN``, then ``hf auth login``); ``False`` means none
+    (a public app pushing for a user who gave no token), and so a HubError before anything is sent.
 
     >>> push_adapter("runs/sentiment", "user/sentiment-prompt")  # doctest: +SKIP
     'https://huggingface.co/user/sentiment-prompt'
@@ -94,8 +95,8 @@ def push_adapter(
         if not (folder / required).is_file():
             raise AdapterError(f"{folder} has no {required}: save the trained adapter there before pushing it")
     _check_repo_id(repo_id)
-    secret = token or get_token()
-    if secret is None:
+    secret = token if token is not None else get_token()
+    if not secret:
         raise HubError(
             "no Hugging Face token to push with: log in with `hf auth login` or pass --token / set HF_TOKEN "
             "(the token needs write access)"
@@ -125,7 +126,7 @@ def download_adapter(
     repo_id: str,
     *,
     revision: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
     endpoint: str | None = None,
     include_resume: bool = False,
     cache_dir: str | Path | None = None,
@@ -164,7 +165,7 @@ def download_adapter(
             f"revision '{revision}' not found in '{repo_id}' on {api.endpoint} (check the branch, tag or commit id)"
         ) from err
     except (HfHubHTTPError, _TransportError, ConnectionError) as err:
-        secret = token or get_token()
+        secret = token if token is not None else get_token()
         raise _hub_error(err, repo_id=repo_id, endpoint=api.endpoint, action="download", secret=secret) from err
 
     if not (local / ADAPTER_CONFIG).is_file():
@@ -213,5 +214,5 @@ def _hub_error(err: Exception, *, repo_id: str, endpoint: str, action: str, secr
     return HubError(_scrub(message, secret))
 
 
-def _scrub(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
+def _scrub(text: str, secret: str | bool | None) -> str:
+    return text.replace(secret, "***") if isinstance(secret, str) and secret else text

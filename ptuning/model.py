@@ -151,7 +151,7 @@ class PromptClassifier(nn.Module):
         path_or_repo_id: str | Path,
         *,
         revision: str | None = None,
-        token: str | None = None,
+        token: str | bool | None = None,
         endpoint: str | None = None,
         device: str | torch.device | None = None,
         base_model: str | None = None,
@@ -169,7 +169,7 @@ class PromptClassifier(nn.Module):
     def push_to_hub(
         self,
         repo_id: str,
-        token: str | None = None,
+        token: str | bool | None = None,
         private: bool = False,
         endpoint: str | None = None,
         commit_message: str | None = None,
