@@ -1,8 +1,12 @@
 """The ptuning web app: load labelled examples, train a soft-prompt adapter, classify, share it on the Hub.
 
 Widgets and wiring only: every computation is a call into the ``ptuning`` library. Per-user things (the table,
-the dataset, the trained adapter, the training job that Stop cancels) live in ``gr.State``; nothing here is shared
-between users except the library's read-only cache of frozen backbones.
+the dataset, the trained adapter, the training job that Stop cancels, the files made for the user) live in
+``gr.State`` with a time to live, and go when it runs out; nothing here is shared between users except the
+library's read-only cache of frozen backbones and the engines that batch their texts together.
+
+What users may do is the operator's choice, ``ptuning.policy.AppSettings`` (``PTUNING_*`` variables; SECURITY.md):
+which base models load, whose Hub token a request carries, and how much of everything one request may take.
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
 """
@@ -17,8 +21,13 @@ except ImportError:
     spaces = None
 
 import dataclasses
+import functools
 import html
+import inspect
+import shutil
+import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,17 +38,21 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from ptuning import EMBEDDED_ID, PromptClassifier, PtuningError
+from ptuning import PromptClassifier, PtuningError
 from ptuning.backbones import default_device
 from ptuning.config import EncoderType, Method, Pooling, PromptConfig
 from ptuning.data import (
-    build_dataset, build_texts, check_trainable, detect_columns, label_distribution, parse_pasted, read_table,
+    build_dataset, build_texts, check_trainable, cut_long_texts, detect_columns, label_distribution, parse_pasted,
+    read_table,
 )
-from ptuning.adapter_files import pack_adapter_zip, unpack_adapter_zip
+from ptuning.adapter_files import adapter_base_model, pack_adapter_zip, unpack_adapter_zip
+from ptuning.hub import download_adapter
 from ptuning.jobs import TrainingJob
 from ptuning.markdown import code_span, md
 from ptuning.metrics import METRIC_NAMES, summary_metrics
 from ptuning.options import field_help
+from ptuning.policy import AppSettings
+from ptuning.serving.engine import ServingConfig
 from ptuning.serving.pool import EnginePool
 from ptuning.train import TrainingArguments
 
@@ -55,12 +68,8 @@ PLACEMENTS = ["start", "middle", "end", "[P:4] {text} [P:4]"]
 PROMPT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PromptConfig)}
 TRAINING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
-TRAIN_CONCURRENCY = int(os.environ.get("PTUNING_TRAIN_CONCURRENCY", "1"))  # trainings at once on this device
-# Classify calls at once; the shared engine batches them together, so more than the cores is useful
-PREDICT_CONCURRENCY = int(os.environ.get("PTUNING_PREDICT_CONCURRENCY", "16"))
 # ZeroGPU lends the GPU inside a decorated call only: there the engine's worker thread could not use it
 ZERO_GPU = spaces is not None and ON_SPACE
-TRAIN_GPU_SECONDS = int(os.environ.get("PTUNING_TRAIN_GPU_SECONDS", "120"))  # ZeroGPU: longest training call
 NO_DATA = "No data yet: upload a file, pick an example or paste examples."
 NO_ADAPTER = "No adapter yet: train one on the **Train** tab, or load one below."
 
@@ -82,6 +91,77 @@ def user_errors():
         yield
     except PtuningError as error:
         raise refuse(str(error)) from None
+
+
+def bind(fn, **bound):
+    """``fn`` with the arguments ``bound`` filled in, as a plain function whose signature lacks them.
+
+    Unlike ``functools.partial``, Gradio still sees the annotations through which it passes ``gr.Request`` and
+    ``gr.OAuthToken`` (it cannot read them through a partial), and a generator stays a generator (it streams)."""
+    if inspect.isgeneratorfunction(fn):
+
+        def bound_fn(*args, **kwargs):
+            yield from fn(*args, **bound, **kwargs)
+    else:
+
+        def bound_fn(*args, **kwargs):
+            return fn(*args, **bound, **kwargs)
+
+    functools.update_wrapper(bound_fn, fn)
+    signature = inspect.signature(fn)
+    kept = [p for p in signature.parameters.values() if p.name not in bound]
+    bound_fn.__signature__ = signature.replace(parameters=kept)
+    return bound_fn
+
+
+def session_state(settings: AppSettings, delete_callback=None) -> gr.State:
+    """A per-session value, deleted ``settings.session_ttl_s`` after its last change (``delete_callback`` then gets
+    the value, to release what it holds); the session then starts again from nothing."""
+    return gr.State(None, time_to_live=settings.session_ttl_s, delete_callback=delete_callback)
+
+
+def launch_options(settings: AppSettings) -> dict:
+    """What ``launch()`` must be given to keep ``settings``: Gradio refuses a larger upload before it lands."""
+    return {"max_file_size": settings.max_upload_bytes}
+
+
+class SessionJobs:
+    """The training runs of each browser session, so that the session's end (its page closed) cancels them."""
+
+    def __init__(self):
+        self._jobs: dict[str, set[TrainingJob]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, session: str | None, job: TrainingJob) -> None:
+        with self._lock:
+            self._jobs.setdefault(session or "", set()).add(job)
+
+    def discard(self, session: str | None, job: TrainingJob) -> None:
+        with self._lock:
+            self._jobs.get(session or "", set()).discard(job)
+            if not self._jobs.get(session or "", True):
+                del self._jobs[session or ""]
+
+    def cancel(self, session: str | None) -> None:
+        with self._lock:
+            jobs = self._jobs.pop(session or "", set())
+        for job in jobs:
+            job.cancel()
+
+
+def end_session(request: gr.Request, *, jobs: SessionJobs) -> None:
+    """The page was closed: its trainings stop after their current step."""
+    jobs.cancel(request.session_hash if request is not None else None)
+
+
+def cancel_job(job: TrainingJob | None) -> None:
+    if job is not None:
+        job.cancel()
+
+
+def remove_folder(folder: str | None) -> None:
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def device_name() -> str:
@@ -139,34 +219,41 @@ class TrainView(Outputs):
 
 
 # --------------------------------------------------------------------------------------------- Data tab
-def load_file(file: str | None):
+def load_file(file: str | None, *, settings: AppSettings):
     """Read an uploaded table and show it (columns detected, problems listed)."""
     if not file:
         return show_table(None)
     try:
-        return show_table(read_table(file))
+        table = read_table(file, max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows)
     except PtuningError as error:
         return show_table(None, problem=str(error))
+    return show_table(table, max_chars=settings.max_text_chars)
 
 
-def load_example(name: str):
-    return show_table(read_table(EXAMPLES_DIR / EXAMPLES[name])) if name in EXAMPLES else show_table(None)
+def load_example(name: str, *, settings: AppSettings):
+    if name not in EXAMPLES:
+        return show_table(None)
+    return show_table(read_table(EXAMPLES_DIR / EXAMPLES[name]), max_chars=settings.max_text_chars)
 
 
-def load_text(text: str):
+def load_text(text: str, *, settings: AppSettings):
     """Read examples pasted as CSV/TSV (or JSON) text."""
     try:
-        return show_table(parse_pasted(text or ""))
+        table = parse_pasted(text or "", max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows)
     except PtuningError as error:
         return show_table(None, problem=str(error))
+    return show_table(table, max_chars=settings.max_text_chars)
 
 
-def choose_columns(table: pd.DataFrame | None, text_column: str | None, label_column: str | None):
-    return show_table(table, text_column, label_column)
+def choose_columns(table: pd.DataFrame | None, text_column: str | None, label_column: str | None, *,
+                   settings: AppSettings):  # fmt: skip
+    return show_table(table, text_column, label_column, max_chars=settings.max_text_chars)
 
 
-def show_table(table: pd.DataFrame | None, text_column=None, label_column=None, problem: str | None = None):
-    """The Data tab (a DataView) for ``table``: the dataset when it can be trained on, else the problems."""
+def show_table(table: pd.DataFrame | None, text_column=None, label_column=None, problem: str | None = None,
+               max_chars: int | None = None):  # fmt: skip
+    """The Data tab (a DataView) for ``table``: the dataset (texts cut at ``max_chars``) when it can be trained on,
+    else the problems."""
     if table is None:
         nothing = gr.Dropdown(choices=[], value=None)
         return DataView.update(
@@ -178,6 +265,8 @@ def show_table(table: pd.DataFrame | None, text_column=None, label_column=None, 
     try:
         text_column, label_column, _ = detect_columns(table, text_column or None, label_column or None)
         dataset = build_dataset(table, text_column=text_column, label_column=label_column)
+        if max_chars:
+            dataset = cut_long_texts(dataset, max_chars)
         check_trainable(dataset)
     except PtuningError as error:
         problems.append(str(error))
@@ -241,13 +330,28 @@ def run_training(
     encoder_type: str,
     init_text: str,
     patience: float | None,
+    request: gr.Request = None,
+    *,
+    settings: AppSettings,
+    jobs: SessionJobs,
 ):
-    """Train an adapter on the loaded data; yields TrainView updates: progress, then the metrics and the adapter zip."""
+    """Train an adapter on the loaded data; yields TrainView updates: progress, then the metrics and the adapter zip.
+
+    Only a base model the operator allows, within the operator's limits; the run is this session's, so closing the
+    page cancels it."""
     if data is None:
         raise refuse("No usable data: load a table on the Data tab first (and fix the problems it lists).")
+    with user_errors():
+        base_model = settings.check_base_model(base_model)
     config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
     args = training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience)
+    with user_errors():
+        args = settings.limit_training(args, len(data))
+    if ZERO_GPU:  # the GPU goes back at the end of the decorated call: the run must end first
+        args = dataclasses.replace(args, time_budget=min(args.time_budget, 0.9 * settings.train_gpu_seconds))
     job = TrainingJob(data, config=config, args=args)
+    session = request.session_hash if request is not None else None
+    jobs.add(session, job)
     curves = Curves(job)
     try:
         yield TrainView.update(
@@ -270,12 +374,14 @@ def run_training(
             )  # fmt: skip
     finally:
         job.cancel()  # the page was closed or training failed: let the run end too
+        jobs.discard(session, job)
 
 
 def adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text) -> dict:
-    """The PromptConfig options the Train tab's widgets set (labels and task come from the data)."""
+    """The PromptConfig options the Train tab's widgets set (labels and task come from the data); ``base_model`` is
+    one the operator allows (``AppSettings.check_base_model``)."""
     return {
-        "base_model": (base_model or "").strip(),
+        "base_model": base_model,
         "method": method,
         "num_virtual_tokens": int(prompt_length or 0),
         "placement": (placement or "start").strip(),
@@ -364,6 +470,8 @@ def final_text(result) -> str:
     state, model = result.state, result.model
     if state.cancelled:
         how = "**Stopped** by you; the best adapter so far is kept"
+    elif state.budget_reached:
+        how = "**Stopped at this app's time limit** for one run; the best adapter so far is kept"
     elif state.stopped_early:
         how = "**Done** (stopped early: validation stopped improving)"
     else:
@@ -430,60 +538,82 @@ def predict(model: PromptClassifier, texts: list[str], pairs: list[str] | None, 
     return model.predict(texts, pairs) if engines is None else engines.classify(model, texts, pairs)
 
 
-def classify(text: str, model: PromptClassifier | None, engines: EnginePool | None = None):
-    """Label confidences of one text (for regression: the predicted value)."""
+def classify(text: str, model: PromptClassifier | None, engines: EnginePool | None = None, *,
+             settings: AppSettings | None = None):  # fmt: skip
+    """Label confidences of one text (cut at ``settings.max_text_chars``; for regression: the predicted value)."""
+    settings = settings or AppSettings()
     model = require_model(model)
     if not (text or "").strip():
         raise refuse("Type a text to classify.")
     with user_errors():
-        prediction = predict(model, [text], None, engines)[0]
+        prediction = predict(model, [text[: settings.max_text_chars]], None, engines)[0]
     return prediction["scores"] if prediction["label"] is not None else round(prediction["score"], 4)
 
 
-def classify_file(file: str | None, model: PromptClassifier | None, engines: EnginePool | None = None) -> str:
-    """Predict every row of an uploaded table; returns a CSV: the table plus prediction columns."""
+def classify_file(file: str | None, model: PromptClassifier | None, folder: str | None = None, *,
+                  engines: EnginePool | None = None, settings: AppSettings | None = None) -> tuple[str, str]:  # fmt: skip
+    """Predict every row of an uploaded table; returns a CSV (the table plus prediction columns) in this session's
+    ``folder`` (made when None; its earlier files are removed), and the folder, deleted when the session ends."""
+    settings = settings or AppSettings()
     model = require_model(model)
     if not file:
         raise refuse("Upload a file of texts first.")
     with user_errors():
-        table = read_table(file)
-        texts = build_texts(table)
+        table = read_table(file, max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows)
+        texts = cut_long_texts(build_texts(table), settings.max_text_chars)
         predictions = predict(model, texts.texts, texts.text_pairs, engines)
     if model.config.task == "regression":
         table["predicted_value"] = [p["score"] for p in predictions]
     else:
         table["predicted_label"] = [p["label"] for p in predictions]
         table["confidence"] = [round(p["score"], 4) for p in predictions]
-    out = Path(tempfile.mkdtemp(prefix="ptuning-predictions-")) / f"{Path(file).stem}-predictions.csv"
+    if not folder or not Path(folder).is_dir():
+        folder = tempfile.mkdtemp(prefix="ptuning-predictions-")
+    for old in Path(folder).iterdir():  # one file per session at a time: Gradio keeps its own copy to serve
+        old.unlink()
+    out = Path(folder) / f"{Path(file).stem}-predictions.csv"
     table.to_csv(out, index=False)
-    return str(out)
+    return str(out), folder
 
 
-def hub_token(token_text: str | None, oauth_token: gr.OAuthToken | None):
-    """The signed-in user's token, else the pasted one. On a Space never the Space's own token (HF_TOKEN)."""
-    token = (oauth_token.token if oauth_token is not None else None) or (token_text or "").strip() or None
-    return token if token or not ON_SPACE else False
+def user_token(token_text: str | None, oauth_token: gr.OAuthToken | None) -> str | None:
+    """The token this user gave: their sign-in's, else the one they pasted; None when they gave none."""
+    return (oauth_token.token if oauth_token is not None else None) or (token_text or "").strip() or None
 
 
-def load_adapter(repo_id: str, token_text: str, endpoint: str | None, oauth_token: gr.OAuthToken | None):
-    """Load an adapter from a Hub repo id (ours, or PEFT's prompt/p-tuning for sequence classification)."""
+def load_adapter(repo_id: str, token_text: str, endpoint: str | None, oauth_token: gr.OAuthToken | None, *,
+                 settings: AppSettings | None = None):  # fmt: skip
+    """Load an adapter from a Hub repo id (ours, or PEFT's prompt/p-tuning for sequence classification).
+
+    With the user's own token only (never the server's, unless the operator opted in), into a cache of this call
+    alone (another user's private download is never reused), and only when its base model is allowed here."""
+    settings = settings or AppSettings()
     repo_id = (repo_id or "").strip()
     if not repo_id:
         raise refuse("Type a Hub repo id such as user/sentiment-prompt.")
-    with user_errors():
-        model = PromptClassifier.from_pretrained(repo_id, token=hub_token(token_text, oauth_token), endpoint=endpoint)
+    token = settings.hub_token(user_token(token_text, oauth_token))
+    with tempfile.TemporaryDirectory(prefix="ptuning-hub-") as cache, user_errors():
+        directory = download_adapter(repo_id, token=token, endpoint=endpoint, cache_dir=cache)
+        model = load_allowed_adapter(directory, settings)
     return model, f"Loaded {code_span(repo_id)}."
 
 
-def load_adapter_zip(file: str | None):
-    """Load an adapter from an uploaded zip (the download of the Train tab)."""
+def load_adapter_zip(file: str | None, *, settings: AppSettings | None = None):
+    """Load an adapter from an uploaded zip (the download of the Train tab), when its base model is allowed here."""
+    settings = settings or AppSettings()
     if not file:
         return gr.skip(), ""
     with tempfile.TemporaryDirectory(prefix="ptuning-upload-") as folder:
         with user_errors():
-            unpack_adapter_zip(file, Path(folder))
-            model = PromptClassifier.from_pretrained(folder)
+            unpack_adapter_zip(file, Path(folder), max_bytes=settings.max_upload_bytes)
+            model = load_allowed_adapter(folder, settings)
     return model, f"Loaded {code_span(Path(file).name)}."
+
+
+def load_allowed_adapter(directory: str | Path, settings: AppSettings) -> PromptClassifier:
+    """The adapter in ``directory``, refused before any base model loads unless the one it names is allowed."""
+    settings.check_base_model(adapter_base_model(directory), "the adapter's base model")
+    return PromptClassifier.from_pretrained(directory)
 
 
 def describe_adapter(model: PromptClassifier | None) -> str:
@@ -506,15 +636,21 @@ def push(
     token_text: str,
     endpoint: str | None,
     oauth_token: gr.OAuthToken | None,
+    *,
+    settings: AppSettings | None = None,
 ) -> str:
-    """Upload the adapter with a model card (the description goes into it); returns a link to the repo."""
+    """Upload the adapter with a model card (the description goes into it); returns a link to the repo.
+
+    With the user's own token only: never the server's login, unless the operator opted in."""
+    settings = settings or AppSettings()
     model = require_model(model)
     repo_id = (repo_id or "").strip()
     if not repo_id:
         raise refuse("Type a repo name such as your-name/sentiment-prompt.")
-    token = hub_token(token_text, oauth_token)
+    token = settings.hub_token(user_token(token_text, oauth_token))
     if token is False:
-        raise refuse("Sign in with Hugging Face first (the button above): pushing needs your write access.")
+        how = "sign in with Hugging Face (the button above)" if ON_SPACE else "paste a token with write access"
+        raise refuse(f"Pushing needs your own write access: {how}. This app never pushes with its own login.")
     model.info = {**model.info, "dataset_description": (description or "").strip() or None}
     with user_errors():
         url = model.push_to_hub(repo_id, token=token, private=bool(private), endpoint=endpoint)
@@ -522,10 +658,13 @@ def push(
 
 
 # --------------------------------------------------------------------------------------------- layout
-def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
-    """The whole app; ``hub_endpoint`` is the Hub server to push to and load from (None: huggingface.co)."""
+def build_app(hub_endpoint: str | None = None, settings: AppSettings | None = None) -> gr.Blocks:
+    """The whole app, queued; ``hub_endpoint`` is the Hub server to push to and load from (None: huggingface.co),
+    ``settings`` the operator's (None: from the environment). Launch it with ``launch_options(settings)``."""
+    settings = settings or AppSettings.from_env()
+    jobs = SessionJobs()
     with gr.Blocks(title="P-Tuning: soft prompts for text classifiers", delete_cache=(3600, 3600)) as app:
-        model_state, endpoint_state = gr.State(None), gr.State(hub_endpoint)
+        model_state, endpoint_state = session_state(settings), gr.State(hub_endpoint)
         # The Hub tab shows the token box; the Classify tab's Hub loader reads it too
         token = gr.Textbox(label="Hugging Face token (write access)", type="password", visible=not ON_SPACE,
                            info="Used for this request only; never stored or shown. Empty: your login.", render=False)
@@ -535,17 +674,19 @@ def build_app(hub_endpoint: str | None = None) -> gr.Blocks:
         )
         with gr.Tabs():
             with gr.Tab("Data"):
-                data_state = data_tab()
+                data_state = data_tab(settings)
             with gr.Tab("Train"):
-                train_tab(data_state, model_state)
+                train_tab(data_state, model_state, settings, jobs)
             with gr.Tab("Classify"):
-                classify_tab(model_state, token, endpoint_state, None if ZERO_GPU else EnginePool())
+                engines = None if ZERO_GPU else EnginePool(ServingConfig(max_input_chars=settings.max_text_chars))
+                classify_tab(model_state, token, endpoint_state, engines, settings)
             with gr.Tab("Hub"):
-                hub_tab(model_state, token, endpoint_state)
-    return app
+                hub_tab(model_state, token, endpoint_state, settings)
+        app.unload(bind(end_session, jobs=jobs))
+    return app.queue(max_size=settings.max_queue)
 
 
-def data_tab() -> gr.State:
+def data_tab(settings: AppSettings) -> gr.State:
     """Upload, pick or paste a table; see it, its columns and its problems. Returns the state of its dataset."""
     with gr.Row():
         with gr.Column(scale=1):
@@ -567,25 +708,26 @@ def data_tab() -> gr.State:
     preview = gr.Dataframe(label="First rows (row 1 is the first row below the header)", visible=False,
                            interactive=False, wrap=True, max_chars=160, max_height=420, show_row_numbers=True)
     view = DataView(
-        table=gr.State(None), dataset=gr.State(None), preview=preview, text_column=text_column,
+        table=session_state(settings), dataset=session_state(settings), preview=preview, text_column=text_column,
         label_column=label_column, distribution=distribution, summary=summary, problems=problems,
     )  # fmt: skip
 
     shown = view.components()
-    upload.upload(load_file, upload, shown, api_name="load_file")
-    example.input(load_example, example, shown, api_name="load_example")
-    paste_button.click(load_text, pasted, shown, api_name="load_text")
+    upload.upload(bind(load_file, settings=settings), upload, shown, api_name="load_file")
+    example.input(bind(load_example, settings=settings), example, shown, api_name="load_example")
+    paste_button.click(bind(load_text, settings=settings), pasted, shown, api_name="load_text")
     for dropdown in (text_column, label_column):
-        dropdown.input(choose_columns, [view.table, text_column, label_column], shown, api_visibility="private")
+        dropdown.input(bind(choose_columns, settings=settings), [view.table, text_column, label_column], shown,
+                       api_visibility="private")  # fmt: skip
     return view.dataset
 
 
-def train_tab(data_state: gr.State, model_state: gr.State) -> None:
+def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings, jobs: SessionJobs) -> None:
     """The settings (at the library's defaults, with its help texts), Train and Stop, the progress and results."""
     gr.Markdown(f"Training runs on: **{device_name()}**")
     with gr.Row():
         with gr.Column(scale=2):
-            settings = train_settings()
+            widgets = train_settings(settings)
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary")
                 stop_button = gr.Button("Stop", variant="stop", interactive=False)
@@ -600,23 +742,26 @@ def train_tab(data_state: gr.State, model_state: gr.State) -> None:
             confusion_box = gr.HTML()
             download = gr.DownloadButton("Download the adapter (.zip)", visible=False)
     view = TrainView(
-        job=gr.State(None), model=model_state, train_button=train_button, stop_button=stop_button, status=status,
+        job=session_state(settings, delete_callback=cancel_job), model=model_state, train_button=train_button, stop_button=stop_button, status=status,
         plot=loss_plot, validation=val_plot, metrics=metrics_box, confusion=confusion_box, download=download,
     )  # fmt: skip
 
     training = train_button.click(
-        gpu(run_training, TRAIN_GPU_SECONDS), [data_state, *settings], view.components(), api_name="train",
-        show_progress="minimal", concurrency_limit=TRAIN_CONCURRENCY, concurrency_id="train",
-    )
+        gpu(bind(run_training, settings=settings, jobs=jobs), settings.train_gpu_seconds), [data_state, *widgets],
+        view.components(), api_name="train", show_progress="minimal", concurrency_limit=settings.train_concurrency,
+        concurrency_id="train",
+    )  # fmt: skip
     training.then(lambda: (gr.Button(interactive=True), gr.Button(interactive=False)), None,
                   [train_button, stop_button], api_visibility="private")  # also after an error
     stop_button.click(stop_training, view.job, [status, stop_button], api_visibility="private", queue=False)
 
 
-def train_settings() -> list:
+def train_settings(settings: AppSettings) -> list:
     """The setting widgets, in run_training's parameter order."""
     prompt_help, training_help = partial(field_help, PromptConfig), partial(field_help, TrainingArguments)
-    base_model = gr.Textbox(EMBEDDED_ID, label="Base model", info=prompt_help("base_model"))
+    allowed = settings.allowed_base_models
+    base_model = gr.Textbox(allowed[0], label="Base model",
+                            info=f"The base models this app may load: {', '.join(allowed)}.")  # fmt: skip
     method = gr.Radio([m.value for m in Method], value=PROMPT_DEFAULTS["method"].value, label="Method",
                       info=prompt_help("method"))
     with gr.Row():
@@ -625,11 +770,12 @@ def train_settings() -> list:
         placement = gr.Dropdown(PLACEMENTS, value=PROMPT_DEFAULTS["placement"], allow_custom_value=True,
                                 label="Placement", info=prompt_help("placement"))
     with gr.Row():
-        epochs = gr.Number(0, label="Epochs (0 = automatic)", precision=0, minimum=0, info=training_help("epochs"))
+        epochs = gr.Number(0, label="Epochs (0 = automatic)", precision=0, minimum=0,
+                           info=f"{training_help('epochs')} At most {settings.max_epochs} here.")  # fmt: skip
         learning_rate = gr.Textbox("", label="Learning rate", placeholder="automatic", info=training_help("lr"))
     with gr.Row():
         batch_size = gr.Number(TRAINING_DEFAULTS["batch_size"], label="Batch size", precision=0, minimum=1,
-                               info=training_help("batch_size"))
+                               info=f"{training_help('batch_size')} At most {settings.max_batch_size} here.")  # fmt: skip
         seed = gr.Number(TRAINING_DEFAULTS["seed"], label="Seed", precision=0, info=training_help("seed"))
     validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05, label="Validation split",
                                  info=training_help("val_split"))
@@ -645,7 +791,8 @@ def train_settings() -> list:
             pooling, encoder_type, init_text, patience]
 
 
-def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, engines: EnginePool | None) -> None:
+def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, engines: EnginePool | None,
+                 settings: AppSettings) -> None:  # fmt: skip
     """One text or a whole file, with the adapter of this session, or one loaded from the Hub or a zip.
 
     ``engines`` is this app's (shared by its users, read-only to them): their requests are batched together.
@@ -674,18 +821,20 @@ def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.St
         zip_in = gr.File(label="…or upload an adapter .zip", file_types=[".zip"], height=140)
         load_status = gr.Markdown()
 
-    predicting = dict(concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
-    gr.on([classify_button.click, text.submit], gpu(partial(classify, engines=engines)), [text, model_state], prediction,
-          api_name="classify", **predicting)
-    batch_button.click(gpu(partial(classify_file, engines=engines)), [batch_in, model_state], batch_out,
-                       api_name="classify_file", **predicting)
-    repo_button.click(load_adapter, [repo_in, token, endpoint_state], [model_state, load_status],
-                      api_name="load_adapter")
-    zip_in.upload(load_adapter_zip, zip_in, [model_state, load_status], api_name="load_adapter_zip")
+    predicting = dict(concurrency_limit=settings.predict_concurrency, concurrency_id="predict")
+    files = session_state(settings, delete_callback=remove_folder)  # this session's prediction files
+    gr.on([classify_button.click, text.submit], gpu(bind(classify, engines=engines, settings=settings)),
+          [text, model_state], prediction, api_name="classify", **predicting)  # fmt: skip
+    batch_button.click(gpu(bind(classify_file, engines=engines, settings=settings)), [batch_in, model_state, files],
+                       [batch_out, files], api_name="classify_file", **predicting)  # fmt: skip
+    repo_button.click(bind(load_adapter, settings=settings), [repo_in, token, endpoint_state],
+                      [model_state, load_status], api_name="load_adapter")  # fmt: skip
+    zip_in.upload(bind(load_adapter_zip, settings=settings), zip_in, [model_state, load_status],
+                  api_name="load_adapter_zip")  # fmt: skip
     model_state.change(describe_adapter, model_state, adapter_info, api_visibility="private")
 
 
-def hub_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State) -> None:
+def hub_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, settings: AppSettings) -> None:
     """Sign in or paste a token; push the adapter with its card, or load one."""
     adapter_info = gr.Markdown(NO_ADAPTER)
     if ON_SPACE:
@@ -703,12 +852,16 @@ def hub_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State) 
         load_button = gr.Button("Load", scale=1)
     load_status = gr.Markdown()
 
-    push_button.click(push, [model_state, repo_name, private, description, token, endpoint_state], push_status,
-                      api_name="push")
-    load_button.click(load_adapter, [repo_in, token, endpoint_state], [model_state, load_status],
-                      api_visibility="private")
+    push_button.click(bind(push, settings=settings), [model_state, repo_name, private, description, token,
+                      endpoint_state], push_status, api_name="push")  # fmt: skip
+    load_button.click(bind(load_adapter, settings=settings), [repo_in, token, endpoint_state],
+                      [model_state, load_status], api_visibility="private")  # fmt: skip
     model_state.change(describe_adapter, model_state, adapter_info, api_visibility="private")
 
 
 if __name__ == "__main__":
-    build_app().queue().launch()
+    try:
+        operator = AppSettings.from_env()
+    except PtuningError as error:  # a bad PTUNING_* value: one line, no traceback
+        sys.exit(f"error: {error}")
+    build_app(settings=operator).launch(**launch_options(operator))

@@ -213,8 +213,9 @@ def adapter_base_model(directory: str | Path) -> str:
     return str(name or EMBEDDED_ID)
 
 
-def unpack_adapter_zip(file: str, folder: Path) -> None:
-    """Extract only the adapter files of a zip (at its root or in one folder); refuse unsafe or oversized ones."""
+def unpack_adapter_zip(file: str, folder: Path, max_bytes: int = MAX_ADAPTER_BYTES) -> None:
+    """Extract only the adapter files of a zip (at its root or in one folder); refuse unsafe ones, and those that
+    would unpack to more than ``max_bytes`` (checked before anything is unpacked)."""
     try:
         archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError):
@@ -234,8 +235,8 @@ def unpack_adapter_zip(file: str, folder: Path) -> None:
         if missing:
             raise AdapterError(f"the zip has no {' or '.join(missing)}: it is not a ptuning or PEFT adapter")
         size = sum(info.file_size for info in members.values())  # zipfile never reads past these sizes
-        if size > MAX_ADAPTER_BYTES:
-            limit = human_size(MAX_ADAPTER_BYTES)
+        if size > max_bytes:
+            limit = human_size(max_bytes)
             raise AdapterError(f"the adapter files take {human_size(size)} unzipped; the limit is {limit}")
         for name, info in members.items():
             with archive.open(info) as source, open(folder / name, "wb") as target:

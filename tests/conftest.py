@@ -65,11 +65,37 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def url():
+def app_settings(tiny):
+    """The operator's settings of the test apps: the tiny backbones allowed besides the default (the policy stays
+    on), and room for the long runs the Stop tests need."""
+    from ptuning import EMBEDDED_ID
+    from ptuning.policy import AppSettings
+
+    return AppSettings(allowed_base_models=(EMBEDDED_ID, *(tiny(f) for f in FAMILIES)), max_epochs=1000)
+
+
+@pytest.fixture(scope="session")
+def launch():
+    """``launch(app, settings)`` → the URL of ``app`` (from ``build_app``) served on loopback as ``settings`` say;
+    each is closed at the end of the session."""
+    from app import launch_options
+
+    launched = []
+
+    def start(app, settings) -> str:
+        _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
+                                     **launch_options(settings))  # fmt: skip
+        launched.append(app)
+        return local_url
+
+    yield start
+    for app in launched:
+        app.close()
+
+
+@pytest.fixture(scope="session")
+def url(app_settings, launch):
     """The app, launched once on loopback for the gradio_client and browser tests."""
     from app import build_app
 
-    app = build_app().queue()
-    _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    yield local_url
-    app.close()
+    return launch(build_app(settings=app_settings), app_settings)

@@ -158,8 +158,8 @@ def test_api_lists_the_named_endpoints_only(client):
                      "/load_adapter", "/load_adapter_zip", "/push"}  # fmt: skip
 
 
-def test_push_then_load_from_the_hub_never_shows_the_token(hub_server, tiny):
-    app = build_app(hub_endpoint=hub_server.endpoint).queue()
+def test_push_then_load_from_the_hub_never_shows_the_token(hub_server, tiny, app_settings):
+    app = build_app(hub_endpoint=hub_server.endpoint, settings=app_settings)
     _, local_url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     try:
         session = Client(local_url, verbose=False)
