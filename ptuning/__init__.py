@@ -7,6 +7,7 @@
 The modules, each importing only those listed before it:
 
 - ``errors``: the errors a user can cause; ``options``: options declared once on dataclass fields (help, flags);
+  ``seeding``: a training run's own random generator;
 - ``config``: what an adapter is (``PromptConfig``) and what PEFT can load of it;
 - ``data``: reading and validating tables; ``metrics``: metrics and their names; ``markdown``: user text in Markdown;
 - ``placement``, ``batching``, ``encoders``, ``backbones``: laying out examples, batches, prompt parameterisations,
@@ -14,7 +15,8 @@ The modules, each importing only those listed before it:
 - ``adapter_files``: the on-disk adapter (PEFT's format + ours) and its zip; ``hub``: transport to and from the Hub;
   ``model_card``: the card;
 - ``model``: ``PromptClassifier``, with ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` over the three;
-- ``training_args``, ``evaluation``, ``checkpoints``, ``train``: how to train, scoring, checkpoints, the trainer;
+- ``training_args``, ``policy``: how to train, and what a public app's operator allows (``AppSettings``);
+- ``evaluation``, ``checkpoints``, ``train``: scoring, checkpoints, the trainer;
 - ``jobs``: a training run in a background thread, for UIs;
 - ``cli`` (``python -m ptuning``): the command line. ``app.py`` (beside the package) is the Gradio app.
 """
