@@ -550,8 +550,14 @@ def classify(text: str, model: PromptClassifier | None, engines: EnginePool | No
     return prediction["scores"] if prediction["label"] is not None else round(prediction["score"], 4)
 
 
-def classify_file(file: str | None, model: PromptClassifier | None, folder: str | None = None, *,
-                  engines: EnginePool | None = None, settings: AppSettings | None = None) -> tuple[str, str]:  # fmt: skip
+def classify_file(
+    file: str | None,
+    model: PromptClassifier | None,
+    folder: str | None = None,
+    *,
+    engines: EnginePool | None = None,
+    settings: AppSettings | None = None,
+) -> tuple[str, str]:
     """Predict every row of an uploaded table; returns a CSV (the table plus prediction columns) in this session's
     ``folder`` (made when None; its earlier files are removed), and the folder, deleted when the session ends."""
     settings = settings or AppSettings()
@@ -742,8 +748,9 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
             confusion_box = gr.HTML()
             download = gr.DownloadButton("Download the adapter (.zip)", visible=False)
     view = TrainView(
-        job=session_state(settings, delete_callback=cancel_job), model=model_state, train_button=train_button, stop_button=stop_button, status=status,
-        plot=loss_plot, validation=val_plot, metrics=metrics_box, confusion=confusion_box, download=download,
+        job=session_state(settings, delete_callback=cancel_job), model=model_state, train_button=train_button,
+        stop_button=stop_button, status=status, plot=loss_plot, validation=val_plot, metrics=metrics_box,
+        confusion=confusion_box, download=download,
     )  # fmt: skip
 
     training = train_button.click(
@@ -775,7 +782,7 @@ def train_settings(settings: AppSettings) -> list:
         learning_rate = gr.Textbox("", label="Learning rate", placeholder="automatic", info=training_help("lr"))
     with gr.Row():
         batch_size = gr.Number(TRAINING_DEFAULTS["batch_size"], label="Batch size", precision=0, minimum=1,
-                               info=f"{training_help('batch_size')} At most {settings.max_batch_size} here.")  # fmt: skip
+                               info=f"{training_help('batch_size')} At most {settings.max_batch_size} here.")
         seed = gr.Number(TRAINING_DEFAULTS["seed"], label="Seed", precision=0, info=training_help("seed"))
     validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05, label="Validation split",
                                  info=training_help("val_split"))

@@ -265,7 +265,8 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
     clf.info = info
     resume = directory / RESUME_WEIGHTS
     # An encoder the config does not list is a leftover of another save: the prompt table is the adapter's own
-    use_resume = config.method == Method.P_TUNING and resume.is_file() and (recorded is None or RESUME_WEIGHTS in recorded)
+    listed = recorded is None or RESUME_WEIGHTS in recorded
+    use_resume = config.method == Method.P_TUNING and resume.is_file() and listed
     with torch.no_grad():
         if use_resume:
             encoder, digests[RESUME_WEIGHTS] = _read_tensors(resume)

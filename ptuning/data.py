@@ -519,9 +519,10 @@ def build_dataset(
     warnings = list(df.attrs.get("warnings", []))
     problems: list[str] = []
     texts = _texts(df[text_col], text_col, problems)
-    pairs = _texts(df[pair_col], pair_col, problems) if pair_col else None
+    pairs = _texts(df[pair_col], pair_col, problems) if pair_col is not None else None  # '' names a column too
 
-    task, labels, label_names = _labels(df[label_col] if label_col else None, task, label_names, problems)
+    column = df[label_col] if label_col is not None else None
+    task, labels, label_names = _labels(column, task, label_names, problems)
     if problems:
         raise DataError("; ".join(problems) + ". " + _ROW_NOTE)
     if task == "classification" and label_col is not None and len(label_names) < 2:
@@ -581,7 +582,8 @@ def build_texts(df: pd.DataFrame, text_column: str | None = None, pair_column: s
         ['hi', 'hi']
     """
     text, _, pair = detect_columns(df, text_column, None, pair_column, guess_label=False)
-    data = build_dataset(df[[c for c in (text, pair) if c]], text_column=text, pair_column=pair, require_labels=False)
+    columns = [c for c in (text, pair) if c is not None]
+    data = build_dataset(df[columns], text_column=text, pair_column=pair, require_labels=False)
     repeated = set(_duplicate_warnings(data.texts, data.text_pairs, None))
     data.warnings = [w for w in data.warnings if w not in repeated]
     return data

@@ -39,8 +39,8 @@ def main(backbone: str, checkpoint_dir: str, moment: str, marker: str, resume: s
             f.write(data[: len(data) // 2])
         stop_here()
 
-    real_save, real_atomic, real_fsync = checkpoints.save_checkpoint, adapter_files.write_atomic, checkpoints._fsync_directory
-    real_rename = Path.rename
+    real_save, real_atomic, real_rename = checkpoints.save_checkpoint, adapter_files.write_atomic, Path.rename
+    real_fsync = checkpoints._fsync_directory
 
     def counting_save(*args, **kwargs):
         saves["n"] += 1

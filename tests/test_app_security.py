@@ -206,7 +206,8 @@ def test_an_upload_over_the_limit_is_refused_before_it_lands(client, strict, str
 
 
 def test_rows_over_the_limit_are_refused_for_training_and_for_classifying(client, tiny, tmp_path):
-    *_, summary, problems = client.predict(handle_file(write_csv(tmp_path / "many.csv", 51, "x")), api_name="/load_file")
+    many = handle_file(write_csv(tmp_path / "many.csv", 51, "x"))
+    *_, summary, problems = client.predict(many, api_name="/load_file")
     assert "many.csv has more than 50 rows; the limit here is 50" in problems
     *_, problems = client.predict("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(51)),
                                   api_name="/load_text")  # fmt: skip

@@ -151,7 +151,8 @@ def kill_while_saving(backbone: str, folder: Path, moment: str, resume: bool = F
     """Run ``tests/crash_run.py`` until it stops at ``moment`` of a checkpoint save, then SIGKILL it."""
     marker = folder.with_name(f"stopped-{moment}-{resume}")
     command = [sys.executable, "-m", "tests.crash_run", backbone, str(folder), moment, str(marker)]
-    process = subprocess.Popen(command + ["resume"] * resume, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    command += ["resume"] * resume
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():

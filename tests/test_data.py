@@ -630,3 +630,10 @@ def test_label_distribution_follows_label_order_and_includes_absent_classes():
 def test_label_distribution_of_regression_is_empty():
     ds = build_dataset(table(text=list("ab"), score=["0.5", "1.5"]), task="regression")
     assert label_distribution(ds) == {}
+
+
+def test_a_column_named_by_the_empty_string_is_still_a_column(tmp_path):
+    path = write(tmp_path, "a.json", json.dumps([{"text": "good", "": None}, {"text": "bad", "": None}]))
+    with pytest.raises(DataError, match="missing label in column ''"):
+        load_dataset(path)
+    assert load_dataset(write(tmp_path, "b.csv", ",label\nhello,a\nbye,b\n")).texts == ["hello", "bye"]

@@ -92,7 +92,8 @@ def test_truncated_adapter_files(adapters, name, file, cut):
 
 @FUZZ
 @given(name=st.sampled_from(["deep", "peft", "p-tuning"]), file=st.sampled_from([ADAPTER_WEIGHTS, RESUME_WEIGHTS]),
-       edits=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=8)), min_size=1, max_size=6))  # fmt: skip
+       edits=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=8)), min_size=1,
+                      max_size=6))  # fmt: skip
 def test_garbled_weights(adapters, name, file, edits):
     def garble(copy):
         path = copy / file
@@ -160,11 +161,13 @@ def test_tensors_of_wrong_shapes_and_dtypes(adapters, name, data):
     tampered(adapters[name], replace)
 
 
+MEMBER_NAMES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, "a/" + ADAPTER_CONFIG, "../x", "README.md",
+                "b/c/" + ADAPTER_WEIGHTS, "/abs", "C:x"]  # fmt: skip
+
+
 @pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # a hostile zip may hold a name twice
 @FUZZ
-@given(members=st.lists(st.tuples(st.sampled_from([ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, "a/" + ADAPTER_CONFIG,
-                                                   "../x", "README.md", "b/c/" + ADAPTER_WEIGHTS, "/abs", "C:x"]),
-                                  st.binary(max_size=64)), max_size=5),
+@given(members=st.lists(st.tuples(st.sampled_from(MEMBER_NAMES), st.binary(max_size=64)), max_size=5),
        raw=st.none() | st.binary(max_size=200))  # fmt: skip
 def test_any_upload_as_an_adapter_zip(members, raw):
     with tempfile.TemporaryDirectory() as scratch:
