@@ -1,9 +1,10 @@
-"""The command line, a thin face over the library: ``python -m ptuning train|evaluate|predict|push``.
+"""The command line, a thin face over the library: ``python -m ptuning train|evaluate|predict|push|inspect``.
 
     python -m ptuning train reviews.csv --out runs/reviews --method p-tuning
     python -m ptuning evaluate runs/reviews test.csv          # last stdout line: the metrics as JSON
     python -m ptuning predict runs/reviews "a gripping film" --json
     python -m ptuning push runs/reviews user/reviews-prompt
+    python -m ptuning inspect runs/reviews --top 5          # the words nearest each prompt vector
 
 Every error a user can cause (a bad file, option or adapter, a Hub refusal) ends as one line on stderr,
 ``error: ...``, with exit status 2; progress and warnings go to stderr, results to stdout.
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate, use and share soft-prompt adapters for frozen Hugging Face text classifiers.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add_command in (_add_train, _add_evaluate, _add_predict, _add_push, _add_serve):
+    for add_command in (_add_train, _add_evaluate, _add_predict, _add_inspect, _add_push, _add_serve):
         add_command(sub)
     return parser
 
@@ -115,6 +116,21 @@ def _add_predict(sub) -> None:
     _add_loading(p)
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="Examples per forward pass. Default: 32.")
     p.set_defaults(func=cmd_predict)
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="read an adapter's prompt: the words nearest each vector",
+        description="For each input prompt vector (after any encoder), the vocabulary tokens nearest it by cosine "
+        "similarity, and whether it is far from every word. A deep adapter's per-layer tables are not in word "
+        "space and are not read.",
+    )
+    p.add_argument("adapter", metavar="ADAPTER", help="Adapter directory or Hub repo id.")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="Nearest tokens per vector. Default: 5.")
+    p.add_argument("--json", action="store_true", help='One JSON object: {"far_cosine", "vectors", "note"}.')
+    _add_loading(p)
+    p.set_defaults(func=cmd_inspect)
 
 
 def _add_push(sub) -> None:
@@ -402,6 +418,27 @@ def _print_table(rows: list[dict], task: str) -> None:
 def _clip(text: str, n: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# -------------------------------------------------------------------------------------------------- inspect
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from .interpret import read_prompt
+
+    reading = read_prompt(_load_adapter(a), a.top)
+    if a.json:
+        print(json.dumps(reading, ensure_ascii=False))
+        return 0
+    if not reading["vectors"]:
+        print("no prompt vectors: nothing to read")
+    else:
+        print("vector  nearest tokens (cosine)")
+        for v in reading["vectors"]:
+            words = "  ".join(f"{n['token']} {n['cosine']:.2f}" for n in v["nearest"])
+            flag = f"far from every word (nearest under {reading['far_cosine']:g}): " if v["far"] else ""
+            print(f"{v['index']:<6}  {flag}{words}")
+    if reading["note"]:
+        print(f"note: {reading['note']}")
+    return 0
 
 
 # -------------------------------------------------------------------------------------------------- push
