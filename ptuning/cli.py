@@ -81,6 +81,12 @@ def _add_train(sub) -> None:
     g = p.add_argument_group("training")
     add_options(g, TrainingArguments, exclude=("val_split", "checkpoint_dir"))  # the checkpoint goes into --out
     g.add_argument("--quiet", action="store_true", help="No progress bar.")
+    g.add_argument(
+        "--search", type=int, metavar="N",
+        help="Train N trials with settings Optuna proposes (method, prompt length, learning rates, epochs: those "
+        "not given as options), scored on the validation data; weak trials stop early. Prints every trial in a "
+        "table and saves the best adapter to --out. The seed (--seed) fixes the trials.",
+    )  # fmt: skip
     p.set_defaults(func=cmd_train)
 
 
@@ -244,6 +250,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             _warn(state.warnings)
 
     cancel = threading.Event()
+    if a.search is not None:
+        return _search(a, data, eval_data, config, args, cancel, main_process)
     callbacks = [Announce()] + ([] if a.quiet else [TqdmCallback()])
     with _interrupt_sets(cancel):
         result = train(
@@ -253,6 +261,52 @@ def cmd_train(a: argparse.Namespace) -> int:
     if main_process:
         _report(result, out, args.patience)
     return 130 if result.state.cancelled else 0
+
+
+def _search(a: argparse.Namespace, data, eval_data, config: dict, args, cancel, main_process: bool) -> int:
+    """``train --search N``: the trials one line each on stderr as they end, then their table, then as train."""
+    import optuna
+
+    from .search import search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported here, in a line of ours
+    if a.init_adapter or args.resume:
+        raise ConfigError("--search trains new adapters: drop --init-adapter and --resume")
+
+    def progress(trial) -> None:
+        if main_process:
+            print(f"trial {trial.number}: {trial.state}, {_trial_line(trial)}", file=sys.stderr, flush=True)
+
+    with _interrupt_sets(cancel):
+        result = search(
+            data, a.search, eval_data=eval_data, config=config, args=args, cancel=cancel, on_trial=progress,
+            out_dir=Path(a.out), description=a.description,
+        )  # fmt: skip
+    if main_process:
+        _warn(result.warnings)
+        _print_rows(result.rows())
+        print(f"best: trial {result.best.number} ({result.metric_name} {result.best.value:.4f})")
+        print(f"adapter saved to {a.out} (the best trial's)")
+        print(json.dumps(result.metrics, ensure_ascii=False))
+    return 130 if result.cancelled else 0
+
+
+def _trial_line(trial) -> str:
+    p = trial.params
+    return (f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
+            f"{p['epochs']} epochs: {trial.value if trial.value is None else round(trial.value, 4)}")  # fmt: skip
+
+
+def _print_rows(rows: list[dict]) -> None:
+    """Dicts with the same keys as a plain table: a header, then one line each."""
+    def cell(v) -> str:
+        return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(v) for v in r.values()] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(rows[0])]
+    print("  ".join(k.ljust(w) for k, w in zip(rows[0], widths)).rstrip())
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
 
 
 def _adapter_options(a: argparse.Namespace) -> dict:

@@ -151,6 +151,23 @@ def test_inspect_json_has_every_vector_with_k_tokens(trained, capsys):
         assert len(v["nearest"]) == 2 and all(set(n) == {"token", "cosine"} for n in v["nearest"])
 
 
+def test_train_search_prints_every_trial_then_the_metrics(tiny, tmp_path, capsys, sentiment_csv):
+    data = sentiment_csv(tmp_path / "train.csv", n=48)
+    fast = ["--epochs", "2", "--batch-size", "16", "--quiet"]
+    code, out, err = run(capsys, "train", data, "--out", tmp_path / "a", "--model", tiny("bert"), "--search", 3, *fast)
+    lines = out.strip().splitlines()
+
+    assert code == 0
+    assert lines[0].split()[:3] == ["trial", "state", "method"] and "accuracy" in lines[0].split()
+    assert [line.split()[0] for line in lines[1:4]] == ["0", "1", "2"]
+    assert lines[4].startswith("best: trial ") and "adapter saved to" in lines[5]
+    assert set(last_json(out)) >= {"accuracy", "n_examples"}
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("trial ")] == [
+        "trial 0", "trial 1", "trial 2"
+    ]
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
 def test_regression_evaluates_with_correlations(tiny, tmp_path, capsys):
     texts = [f"{'good ' * (i % 4)}movie {i}" for i in range(48)]
     targets = [0.5 * (i % 4) + 0.01 * i for i in range(48)]  # many distinct numbers: read as regression
@@ -233,6 +250,7 @@ def bad_inputs(trained, tiny, tmp: Path) -> dict[str, list]:
         "predict to an unknown format": ["predict", adapter, "hi", "--output", tmp / "p.xml"],
         "init-adapter with adapter options": ["train", data, *out, "--init-adapter", adapter, "--method", "deep"],
         "inspect with --top 0": ["inspect", adapter, "--top", "0"],
+        "search with --resume": ["train", data, *out, "--search", "2", "--resume"],
     }
 
 
@@ -240,7 +258,7 @@ CASES = [
     "missing file", "wrong column", "unknown label in evaluate", "peft-compatible with deep",
     "peft-compatible with middle", "bad placement", "unknown method", "missing --out", "negative epochs",
     "resume without checkpoint", "missing adapter", "predict without texts", "predict to an unknown format",
-    "init-adapter with adapter options", "inspect with --top 0",
+    "init-adapter with adapter options", "inspect with --top 0", "search with --resume",
 ]  # fmt: skip
 
 
