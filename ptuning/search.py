@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -109,6 +110,9 @@ def search(
 
     if n_trials < 1:
         raise ConfigError(f"a search needs at least one trial, not {n_trials}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # The pruner hears evaluations on the main process only: the processes would disagree on the next trial
+        raise ConfigError("a search runs in one process: start it without accelerate launch")
     args = args or TrainingArguments()
     if args.resume:
         raise ConfigError("a search cannot resume: every trial starts afresh")

@@ -101,3 +101,9 @@ def test_cancel_stops_the_search_with_the_best_so_far(tiny, sentiment):
 def test_a_search_needs_validation_data(tiny, sentiment):
     with pytest.raises(ConfigError, match="validation"):
         search(sentiment(48), 2, config=config(tiny), args=fast(val_split=0.0))
+
+
+def test_a_search_runs_in_one_process(tiny, sentiment, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="one process"):
+        search(sentiment(48), 2, config=config(tiny), args=fast())
