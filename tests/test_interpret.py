@@ -1,4 +1,4 @@
-"""Reading a prompt (ptuning.interpret): the words nearest each input vector, the far flag, the Markdown and the card."""
+"""Reading a prompt (ptuning.interpret): the words nearest each vector, the far flag, the Markdown and the card."""
 
 import pytest
 import torch
