@@ -13,10 +13,11 @@ The modules, each importing only those listed before it:
 - ``placement``, ``batching``, ``encoders``, ``backbones``: laying out examples, batches, prompt parameterisations,
   the frozen base models;
 - ``adapter_files``: the on-disk adapter (PEFT's format + ours) and its zip; ``hub``: transport to and from the Hub;
-  ``model_card``: the card;
+  ``interpret``: reading a prompt (the tokens nearest each vector); ``model_card``: the card;
 - ``model``: ``PromptClassifier``, with ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` over the three;
 - ``training_args``, ``policy``: how to train, and what a public app's operator allows (``AppSettings``);
-- ``evaluation``, ``checkpoints``, ``train``: scoring, checkpoints, the trainer;
+- ``evaluation``, ``checkpoints``, ``train``: scoring, checkpoints, the trainer; ``search``: trials of settings with
+  Optuna, the best kept;
 - ``jobs``: a training run in a background thread, for UIs;
 - ``cli`` (``python -m ptuning``): the command line. ``app.py`` (beside the package) is the Gradio app.
 """

@@ -1,9 +1,10 @@
-"""The command line, a thin face over the library: ``python -m ptuning train|evaluate|predict|push``.
+"""The command line, a thin face over the library: ``python -m ptuning train|evaluate|predict|push|inspect``.
 
     python -m ptuning train reviews.csv --out runs/reviews --method p-tuning
     python -m ptuning evaluate runs/reviews test.csv          # last stdout line: the metrics as JSON
     python -m ptuning predict runs/reviews "a gripping film" --json
     python -m ptuning push runs/reviews user/reviews-prompt
+    python -m ptuning inspect runs/reviews --top 5          # the words nearest each prompt vector
 
 Every error a user can cause (a bad file, option or adapter, a Hub refusal) ends as one line on stderr,
 ``error: ...``, with exit status 2; progress and warnings go to stderr, results to stdout.
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate, use and share soft-prompt adapters for frozen Hugging Face text classifiers.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add_command in (_add_train, _add_evaluate, _add_predict, _add_push, _add_serve):
+    for add_command in (_add_train, _add_evaluate, _add_predict, _add_inspect, _add_push, _add_serve):
         add_command(sub)
     return parser
 
@@ -80,6 +81,12 @@ def _add_train(sub) -> None:
     g = p.add_argument_group("training")
     add_options(g, TrainingArguments, exclude=("val_split", "checkpoint_dir"))  # the checkpoint goes into --out
     g.add_argument("--quiet", action="store_true", help="No progress bar.")
+    g.add_argument(
+        "--search", type=int, metavar="N",
+        help="Train N trials with settings Optuna proposes (method, prompt length, learning rates, epochs: those "
+        "not given as options), scored on the validation data; weak trials stop early. Prints every trial in a "
+        "table and saves the best adapter to --out. The seed (--seed) fixes the trials.",
+    )  # fmt: skip
     p.set_defaults(func=cmd_train)
 
 
@@ -115,6 +122,21 @@ def _add_predict(sub) -> None:
     _add_loading(p)
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="Examples per forward pass. Default: 32.")
     p.set_defaults(func=cmd_predict)
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="read an adapter's prompt: the words nearest each vector",
+        description="For each input prompt vector (after any encoder), the vocabulary tokens nearest it by cosine "
+        "similarity, and whether it is far from every word. A deep adapter's per-layer tables are not in word "
+        "space and are not read.",
+    )
+    p.add_argument("adapter", metavar="ADAPTER", help="Adapter directory or Hub repo id.")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="Nearest tokens per vector. Default: 5.")
+    p.add_argument("--json", action="store_true", help='One JSON object: {"far_cosine", "vectors", "note"}.')
+    _add_loading(p)
+    p.set_defaults(func=cmd_inspect)
 
 
 def _add_push(sub) -> None:
@@ -228,6 +250,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             _warn(state.warnings)
 
     cancel = threading.Event()
+    if a.search is not None:
+        return _search(a, data, eval_data, config, args, cancel, main_process)
     callbacks = [Announce()] + ([] if a.quiet else [TqdmCallback()])
     with _interrupt_sets(cancel):
         result = train(
@@ -237,6 +261,52 @@ def cmd_train(a: argparse.Namespace) -> int:
     if main_process:
         _report(result, out, args.patience)
     return 130 if result.state.cancelled else 0
+
+
+def _search(a: argparse.Namespace, data, eval_data, config: dict, args, cancel, main_process: bool) -> int:
+    """``train --search N``: the trials one line each on stderr as they end, then their table, then as train."""
+    import optuna
+
+    from .search import search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported here, in a line of ours
+    if a.init_adapter or args.resume:
+        raise ConfigError("--search trains new adapters: drop --init-adapter and --resume")
+
+    def progress(trial) -> None:
+        if main_process:
+            print(f"trial {trial.number}: {trial.state}, {_trial_line(trial)}", file=sys.stderr, flush=True)
+
+    with _interrupt_sets(cancel):
+        result = search(
+            data, a.search, eval_data=eval_data, config=config, args=args, cancel=cancel, on_trial=progress,
+            out_dir=Path(a.out), description=a.description,
+        )  # fmt: skip
+    if main_process:
+        _warn(result.warnings)
+        _print_rows(result.rows())
+        print(f"best: trial {result.best.number} ({result.metric_name} {result.best.value:.4f})")
+        print(f"adapter saved to {a.out} (the best trial's)")
+        print(json.dumps(result.metrics, ensure_ascii=False))
+    return 130 if result.cancelled else 0
+
+
+def _trial_line(trial) -> str:
+    p = trial.params
+    return (f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
+            f"{p['epochs']} epochs: {trial.value if trial.value is None else round(trial.value, 4)}")  # fmt: skip
+
+
+def _print_rows(rows: list[dict]) -> None:
+    """Dicts with the same keys as a plain table: a header, then one line each."""
+    def cell(v) -> str:
+        return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(v) for v in r.values()] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(rows[0])]
+    print("  ".join(k.ljust(w) for k, w in zip(rows[0], widths)).rstrip())
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
 
 
 def _adapter_options(a: argparse.Namespace) -> dict:
@@ -402,6 +472,27 @@ def _print_table(rows: list[dict], task: str) -> None:
 def _clip(text: str, n: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# -------------------------------------------------------------------------------------------------- inspect
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from .interpret import read_prompt
+
+    reading = read_prompt(_load_adapter(a), a.top)
+    if a.json:
+        print(json.dumps(reading, ensure_ascii=False))
+        return 0
+    if not reading["vectors"]:
+        print("no prompt vectors: nothing to read")
+    else:
+        print("vector  nearest tokens (cosine)")
+        for v in reading["vectors"]:
+            words = "  ".join(f"{n['token']} {n['cosine']:.2f}" for n in v["nearest"])
+            flag = f"far from every word (nearest under {reading['far_cosine']:g}): " if v["far"] else ""
+            print(f"{v['index']:<6}  {flag}{words}")
+    if reading["note"]:
+        print(f"note: {reading['note']}")
+    return 0
 
 
 # -------------------------------------------------------------------------------------------------- push

@@ -46,6 +46,9 @@ class Init(str, Enum):
 
     VOCAB = "vocab"  # rows sampled from the backbone's word embeddings: same scale as real tokens
     TEXT = "text"  # the embeddings of ``init_text``, repeated to the prompt length
+    # The label names' embeddings (Lester et al. 2021 found class labels the best start): one vector per label, the
+    # mean of its word pieces; the rest of the prompt sampled as for vocab
+    LABELS = "labels"
     RANDOM = "random"  # N(0, 1), as PEFT's RANDOM init
 
 
@@ -95,7 +98,13 @@ class PromptConfig:
         default=Pooling.MEAN,
         metadata={"help": "Head input: model (backbone's own head, PEFT layout), mean, first or last token."},
     )
-    init: Init = field(default=Init.VOCAB, metadata={"help": "Prompt init: vocab, text or random."})
+    init: Init = field(
+        default=Init.VOCAB,
+        metadata={
+            "help": "Prompt init: vocab (sampled words), labels (the label names' words, then sampled words), text "
+            "or random."
+        },
+    )
     init_text: str = field(default="", metadata={"help": 'Text for init="text", e.g. "Classify the sentiment:".'})
     encoder_type: EncoderType = field(
         default=EncoderType.MLP, metadata={"help": "p-tuning encoder: MLP or LSTM.", "flag": "--encoder"}

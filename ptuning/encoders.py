@@ -16,19 +16,43 @@ from .seeding import reset_parameters
 def initial_prompt(
     config: PromptConfig, word_embeddings: torch.Tensor, tokenizer, n: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """The starting prompt table ``[n, hidden]`` for the chosen init (vocab, text or random), drawn from
-    ``generator`` (None: the process-wide generator)."""
+    """The starting prompt table ``[n, hidden]`` for the chosen init (vocab, labels, text or random), its random
+    draws from ``generator`` (None: the process-wide generator)."""
     hidden = word_embeddings.shape[1]
     if config.init == Init.RANDOM or n == 0:
         return torch.randn(n, hidden, generator=generator)
     if config.init == Init.TEXT and config.init_text.strip():
         ids = tokenizer(config.init_text, add_special_tokens=False)["input_ids"]
         ids = (ids * (n // max(len(ids), 1) + 1))[:n]
-    else:
-        # Sample among the more frequent word pieces (low ids in most vocabularies skip [unused] rows in BERT's)
-        lo = min(1000, word_embeddings.shape[0] // 4)
-        ids = torch.randint(lo, min(word_embeddings.shape[0], 5000), (n,), generator=generator).tolist()
-    return word_embeddings[torch.tensor(ids)].detach().float().clone()
+        return word_embeddings[torch.tensor(ids)].detach().float().clone()
+    first = word_embeddings.new_zeros(0, hidden, dtype=torch.float32)
+    if config.init == Init.LABELS:
+        first = label_vectors(config.labels, word_embeddings, tokenizer, n)
+    return torch.cat([first, _vocab_sample(word_embeddings, n - first.shape[0], generator)])
+
+
+def label_vectors(labels: list[str], word_embeddings: torch.Tensor, tokenizer, n: int) -> torch.Tensor:
+    """At most ``n`` vectors from the label names: each label's word pieces averaged (Lester et al. 2021); with more
+    labels than ``n``, vector i also averages labels i+n, i+2n, ... so every label has a say. Labels that give no
+    ordinary word piece (an empty name, only unknown characters) are left out; none at all gives ``[0, hidden]``
+    (regression has no labels: the caller samples the vocabulary instead)."""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    per_label = []
+    for label in labels:
+        ids = [i for i in tokenizer(str(label), add_special_tokens=False)["input_ids"] if i not in special]
+        if ids:
+            per_label.append(word_embeddings[torch.tensor(ids)].detach().float().mean(0))
+    if not per_label or n == 0:
+        return word_embeddings.new_zeros(0, word_embeddings.shape[1], dtype=torch.float32)
+    groups = [per_label[i::n] for i in range(min(n, len(per_label)))]
+    return torch.stack([torch.stack(g).mean(0) for g in groups])
+
+
+def _vocab_sample(word_embeddings: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    # Sample among the more frequent word pieces (low ids in most vocabularies skip [unused] rows in BERT's)
+    lo = min(1000, word_embeddings.shape[0] // 4)
+    ids = torch.randint(lo, min(word_embeddings.shape[0], 5000), (n,), generator=generator)
+    return word_embeddings[ids].detach().float().clone()
 
 
 class PromptTable(nn.Module):

@@ -83,11 +83,12 @@ def predict_logits(clf: PromptClassifier, examples: list, batch_size: int, accel
     return logits
 
 
-def task_loss(logits: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
-    """What training minimises: cross-entropy for classes, mean squared error for regression."""
+def task_loss(logits: torch.Tensor, targets: torch.Tensor, task: str, reduction: str = "mean") -> torch.Tensor:
+    """What training minimises: cross-entropy for classes, squared error for regression; their mean over the
+    examples, or with ``reduction="sum"`` their sum."""
     if task == "regression":
-        return F.mse_loss(logits[:, 0], targets)
-    return F.cross_entropy(logits, targets)
+        return F.mse_loss(logits[:, 0], targets, reduction=reduction)
+    return F.cross_entropy(logits, targets, reduction=reduction)
 
 
 def score_logits(model: PromptClassifier, labels: list, logits: torch.Tensor) -> dict:

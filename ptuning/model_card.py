@@ -19,6 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .adapter_files import ADAPTER_WEIGHTS
 from .data import human_size
 from .hub import is_valid_repo_id
+from .interpret import read_prompt, reading_markdown
 from .markdown import code_block, md, md_block, table
 from .metrics import metric_title
 
@@ -49,6 +50,7 @@ def card_info(clf, directory: Path, repo_id: str | None = None) -> dict:
         "training": info.get("training"),
         "adapter_bytes": (Path(directory) / ADAPTER_WEIGHTS).stat().st_size,
         "trainable_params": clf.num_trainable_parameters(),
+        "prompt_reading": read_prompt(clf),
         "repo_id": repo_id,
     }
 
@@ -60,8 +62,8 @@ def make_model_card(info: dict[str, Any]) -> ModelCard:
     "regression"), ``method`` ("prompt", "p-tuning", "deep"), ``placement``, ``num_virtual_tokens``,
     ``peft_compatible``, ``peft_incompatible_reason``, ``metrics`` ({"accuracy": 0.83, ...}),
     ``dataset_description`` (free text), ``dataset_name``, ``eval_split``, ``adapter_bytes``,
-    ``trainable_params``, ``training`` (hyperparameters), ``license``, ``repo_id``. User text only ever
-    reaches the markdown body escaped, or the YAML through the YAML dumper.
+    ``trainable_params``, ``training`` (hyperparameters), ``prompt_reading`` (``interpret.read_prompt``), ``license``,
+    ``repo_id``. User text only ever reaches the markdown body escaped, or the YAML through the YAML dumper.
 
     >>> card = make_model_card({"base_model": "bert-base-uncased", "labels": ["neg", "pos"]})
     >>> card.data.library_name, card.data.labels
@@ -118,6 +120,8 @@ def _card_body(
         split = f" on the {md(info['eval_split'])} split" if info.get("eval_split") else ""
         out += ["## Results", "", f"Measured{split} after training.", ""]
         out += table(("metric", "value"), [(md(metric_title(k)), f"{v:.4f}") for k, v in metrics.items()])
+    if info.get("prompt_reading"):
+        out += ["## Reading the prompt", "", reading_markdown(info["prompt_reading"])]
     out += _how_to_use(info, base, task, labels, peft)
     return "\n".join(out)
 

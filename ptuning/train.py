@@ -11,8 +11,11 @@ the end. A cancel event stops the run between two steps and still returns the be
 With ``checkpoint_dir`` every evaluation also writes a checkpoint (``checkpoints.py``), and ``resume=True``
 continues from it: a run cancelled and resumed ends with the same adapter as one that was never interrupted.
 
-Multi-GPU: ``accelerate launch -m ptuning train ...`` runs one process per GPU; each takes every n-th batch and
-the gradients are averaged (``batch_size`` is per process).
+Several processes (``accelerate launch -m ptuning train ...``, one per GPU): each step takes one global batch of
+``batch_size`` x processes examples, the very batch a single process with that batch size would take, and each
+process computes the loss of its share of it, scaled so that the gradients averaged across processes are the whole
+batch's. The adapter is then the one a single process trains with the same global batch, up to float rounding; only
+head dropout differs, since each process draws its own masks.
 
 The arguments live in ``training_args.py`` and scoring in ``evaluation.py``; both are importable from here too.
 """
@@ -437,16 +440,15 @@ class Trainer:
         return _replan(plan, 1, max(1, min(steps, plan.steps_per_epoch)), args)
 
     def epoch_batches(self) -> list[list[int]]:
-        """This process's batches of the current epoch, from the current step on: shuffled by epoch and grouped by
-        length, every ``processes``-th batch, wrapping so that each process takes ``steps_per_epoch``."""
-        state, plan, acc = self.state, self.plan, self.accelerator
+        """The global batches of the current epoch, from the current step on: shuffled by epoch and grouped by
+        length, ``batch_size`` x processes examples each (with one process, this run's batches), so the same data
+        and seed give the same batches whatever the number of processes. Each process trains on its share."""
+        state, plan = self.state, self.plan
         lengths = [len(e.input_ids) for e in self.data.train_examples]
         seed = self.args.seed + state.step // plan.steps_per_epoch
-        batches = length_grouped_batches(lengths, self.args.batch_size, shuffle=True, seed=seed)
-        mine = [
-            batches[(i * acc.num_processes + acc.process_index) % len(batches)] for i in range(plan.steps_per_epoch)
-        ]
-        return mine[state.step % plan.steps_per_epoch :]
+        size = self.args.batch_size * plan.processes
+        batches = length_grouped_batches(lengths, size, shuffle=True, seed=seed)
+        return batches[state.step % plan.steps_per_epoch :]  # one batch a step: steps_per_epoch = len(batches)
 
     def cancelled(self) -> bool:
         c = self.cancel
@@ -457,12 +459,17 @@ class Trainer:
         return flag
 
     def train_step(self, batch: list[int]) -> None:
-        """One optimizer step on the training examples ``batch`` (indices)."""
+        """One optimizer step on the global batch ``batch`` (training example indices)."""
         clf, acc, state, record = self.clf, self.accelerator, self.state, self.record
         clf.train()
-        inputs = clf.collate([self.data.train_examples[i] for i in batch])
-        with dropout_from(self.generator):
-            loss = task_loss(self.wrapped_model(**inputs), self.data.targets[batch], clf.config.task)
+        with dropout_from(self.generator):  # this run's masks, whatever other runs in the process draw
+            if acc.num_processes == 1:
+                inputs = clf.collate([self.data.train_examples[i] for i in batch])
+                loss = task_loss(self.wrapped_model(**inputs), self.data.targets[batch], clf.config.task)
+                reported = loss
+            else:
+                loss = self._share_loss(batch)
+                reported = acc.reduce(loss.detach(), reduction="mean")  # the whole batch's mean loss
         acc.backward(loss)
         if self.args.max_grad_norm:
             acc.clip_grad_norm_(clf.parameters(), self.args.max_grad_norm)
@@ -470,14 +477,28 @@ class Trainer:
         self.scheduler.step()
         self.wrapped_optimizer.zero_grad(set_to_none=True)
 
-        record.loss_sum += loss.item()
+        record.loss_sum += reported.item()
         record.loss_count += 1
         state.step += 1
         state.epoch = state.step / self.plan.steps_per_epoch
         state.loss = record.loss_sum / record.loss_count
         state.learning_rate = self.scheduler.get_last_lr()[0]
-        self.clock.update(state, len(batch) * acc.num_processes)
+        self.clock.update(state, len(batch))
         self.trigger("on_step_end", state)
+
+    def _share_loss(self, batch: list[int]) -> torch.Tensor:
+        """This process's part of the loss of the global ``batch``: the sum over its share (every processes-th
+        example, so shares are alike in length) times processes / len(batch). DDP averages the gradients over the
+        processes, which makes them the gradients of the whole batch's mean loss. A process whose share is empty
+        (a last batch smaller than the process count) still runs one example, at weight 0: DDP needs every process
+        to take part in every backward pass."""
+        acc, clf = self.accelerator, self.clf
+        mine = batch[acc.process_index :: acc.num_processes]
+        weight = acc.num_processes / len(batch) if mine else 0.0
+        mine = mine or batch[:1]
+        inputs = clf.collate([self.data.train_examples[i] for i in mine])
+        logits = self.wrapped_model(**inputs)
+        return task_loss(logits, self.data.targets[mine], clf.config.task, reduction="sum") * weight
 
     def evaluate(self) -> None:
         """Score the validation set; keep the weights when they are the best so far."""

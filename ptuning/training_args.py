@@ -56,7 +56,10 @@ class TrainingArguments:
     head_lr: float | None = field(
         default=None, metadata={"help": f"Learning rate of the classification head; empty: {HEAD_LR:g}."}
     )
-    batch_size: int = field(default=32, metadata={"help": "Examples per training step (per process)."})
+    batch_size: int = field(
+        default=32,
+        metadata={"help": "Examples per training step and process (N processes train on batches of N x this)."},
+    )
     warmup_ratio: float = field(
         default=0.1,
         metadata={

@@ -128,6 +128,46 @@ def test_predict_writes_jsonl(trained, tmp_path, capsys):
     assert code == 0 and [r["text"] for r in rows] == ["fine", "dull"]
 
 
+def test_inspect_prints_the_nearest_tokens_of_each_vector(trained, capsys):
+    code, out, err = run(capsys, "inspect", trained["adapter"], "--top", "3")
+    lines = out.strip().splitlines()
+
+    assert code == 0
+    assert lines[0].split() == ["vector", "nearest", "tokens", "(cosine)"]
+    assert [line.split()[0] for line in lines[1:5]] == ["0", "1", "2", "3"]  # --prompt-length 4
+    assert [float(c) <= 1.0 for c in lines[1].split()[-5::2]] == [True] * 3  # 3 tokens, each then its cosine
+    assert lines[5].startswith("note: Only the input vectors are read")  # the default method is deep
+
+
+def test_inspect_json_has_every_vector_with_k_tokens(trained, capsys):
+    code, out, err = run(capsys, "inspect", trained["adapter"], "--top", "2", "--json")
+    reading = json.loads(out)
+
+    assert code == 0
+    assert set(reading) == {"far_cosine", "vectors", "note"}
+    assert [v["index"] for v in reading["vectors"]] == [0, 1, 2, 3]
+    for v in reading["vectors"]:
+        assert set(v) == {"index", "nearest", "far"} and isinstance(v["far"], bool)
+        assert len(v["nearest"]) == 2 and all(set(n) == {"token", "cosine"} for n in v["nearest"])
+
+
+def test_train_search_prints_every_trial_then_the_metrics(tiny, tmp_path, capsys, sentiment_csv):
+    data = sentiment_csv(tmp_path / "train.csv", n=48)
+    fast = ["--epochs", "2", "--batch-size", "16", "--quiet"]
+    code, out, err = run(capsys, "train", data, "--out", tmp_path / "a", "--model", tiny("bert"), "--search", 3, *fast)
+    lines = out.strip().splitlines()
+
+    assert code == 0
+    assert lines[0].split()[:3] == ["trial", "state", "method"] and "accuracy" in lines[0].split()
+    assert [line.split()[0] for line in lines[1:4]] == ["0", "1", "2"]
+    assert lines[4].startswith("best: trial ") and "adapter saved to" in lines[5]
+    assert set(last_json(out)) >= {"accuracy", "n_examples"}
+    assert [line.split(":")[0] for line in err.splitlines() if line.startswith("trial ")] == [
+        "trial 0", "trial 1", "trial 2"
+    ]
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
 def test_regression_evaluates_with_correlations(tiny, tmp_path, capsys):
     texts = [f"{'good ' * (i % 4)}movie {i}" for i in range(48)]
     targets = [0.5 * (i % 4) + 0.01 * i for i in range(48)]  # many distinct numbers: read as regression
@@ -209,6 +249,8 @@ def bad_inputs(trained, tiny, tmp: Path) -> dict[str, list]:
         "predict without texts": ["predict", adapter],
         "predict to an unknown format": ["predict", adapter, "hi", "--output", tmp / "p.xml"],
         "init-adapter with adapter options": ["train", data, *out, "--init-adapter", adapter, "--method", "deep"],
+        "inspect with --top 0": ["inspect", adapter, "--top", "0"],
+        "search with --resume": ["train", data, *out, "--search", "2", "--resume"],
     }
 
 
@@ -216,7 +258,7 @@ CASES = [
     "missing file", "wrong column", "unknown label in evaluate", "peft-compatible with deep",
     "peft-compatible with middle", "bad placement", "unknown method", "missing --out", "negative epochs",
     "resume without checkpoint", "missing adapter", "predict without texts", "predict to an unknown format",
-    "init-adapter with adapter options",
+    "init-adapter with adapter options", "inspect with --top 0", "search with --resume",
 ]  # fmt: skip
 
 
@@ -244,7 +286,7 @@ def python_m_ptuning(*args, cwd=ROOT) -> subprocess.CompletedProcess:
 def test_python_m_ptuning_help_lists_the_commands():
     done = python_m_ptuning("--help")
     assert done.returncode == 0
-    assert all(command in done.stdout for command in ("train", "evaluate", "predict", "push"))
+    assert all(command in done.stdout for command in ("train", "evaluate", "predict", "push", "inspect"))
 
 
 def test_python_m_ptuning_bad_file_exits_2_with_one_line(tmp_path):

@@ -174,6 +174,41 @@ def test_vocab_init_has_the_scale_of_real_word_embeddings(tiny):
     assert 0.5 < ratio < 2
 
 
+def label_pieces(clf, label: str) -> torch.Tensor:
+    ids = clf.backbone.tokenizer(label, add_special_tokens=False)["input_ids"]
+    return clf.backbone.model.get_input_embeddings().weight[torch.tensor(ids)]
+
+
+@pytest.mark.parametrize("method", ["prompt", "p-tuning", "deep"])
+def test_labels_init_starts_the_prompt_at_the_label_words(tiny, method):
+    labels = ["negative", "thumbs up"]  # "thumbs up" is two word pieces: their mean
+    clf = PromptClassifier(tiny("bert"), labels=labels, init="labels", num_virtual_tokens=4, method=method)
+
+    start = clf.prompt_vectors().detach()
+    assert torch.equal(start[0], label_pieces(clf, "negative")[0])
+    assert torch.allclose(start[1], label_pieces(clf, "thumbs up").mean(0))
+    assert not any(torch.allclose(start[i], start[j]) for i in (2, 3) for j in (0, 1))  # the rest: sampled words
+    if method == "deep":
+        assert all(torch.equal(table, start) for table in clf.deep.tables.detach())
+
+
+def test_labels_init_averages_labels_when_they_outnumber_the_vectors(tiny):
+    labels = ["red", "green", "blue"]
+    clf = PromptClassifier(tiny("bert"), labels=labels, init="labels", num_virtual_tokens=2, method="prompt")
+    red, green, blue = (label_pieces(clf, label)[0] for label in labels)
+    assert torch.allclose(clf.prompt_vectors().detach(), torch.stack([(red + blue) / 2, green]))
+
+
+@pytest.mark.parametrize("labels", [None, ["", "\u2603\u2603"]], ids=["regression", "no-word-pieces"])
+def test_labels_init_falls_back_to_vocab_sampling(tiny, labels):
+    options = dict(labels=labels, task="classification") if labels else dict(task="regression")
+    torch.manual_seed(3)
+    clf = PromptClassifier(tiny("bert"), init="labels", num_virtual_tokens=4, method="prompt", **options)
+    torch.manual_seed(3)
+    vocab = PromptClassifier(tiny("bert"), init="vocab", num_virtual_tokens=4, method="prompt", **options)
+    assert torch.equal(clf.prompt_vectors(), vocab.prompt_vectors())
+
+
 def test_decoders_drop_only_the_misleading_padding_warning(tiny):
     bb = load_backbone(tiny("gpt2"))
     logger = logging.getLogger(type(bb.model).forward.__module__)

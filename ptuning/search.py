@@ -1,0 +1,275 @@
+"""Searching the settings that matter (method, prompt length, learning rates, epochs) on the validation split.
+
+    result = search(load_dataset("reviews.csv"), n_trials=20, out_dir="runs/reviews")
+    result.rows()        # one dict per trial: its settings, state (complete / pruned / cancelled), score, time
+    result.model         # the best trial's adapter (also saved to out_dir)
+
+Optuna proposes each trial's settings (TPE, seeded from ``args.seed``: the same seed and data give the same trials),
+and a pruner stops weak trials early: every evaluation of a trial is reported to it through a training callback, and
+a trial it prunes is cancelled after the current step (``train(cancel=...)``). The first trial is what ``train()``
+would do by itself, so the best trial is never worse on the validation data than the defaults.
+
+Only what the caller left open is searched: a field given in ``config`` (a dict) or an ``args`` value that is not
+automatic (``lr``, ``head_lr``, ``epochs``) stays fixed for every trial. Every trial trains with the same seed on the
+same validation split, so trials differ only by their settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Method, PromptConfig
+from .data import Dataset, split_dataset
+from .errors import ConfigError
+from .metrics import primary_metric
+from .model import PromptClassifier
+from .train import Callback, TrainState, train
+from .training_args import HEAD_LR, PROMPT_LR, SHORT_RUN_EVALUATIONS, TrainingArguments, auto_epochs
+
+# The space searched, around the defaults measured in BENCHMARKS.md (5 deep vectors; lr 1e-2 to 3e-2; head 1e-2).
+METHODS = (Method.DEEP.value, Method.PROMPT.value, Method.P_TUNING.value)
+PROMPT_LENGTHS = (5, 10, 20)
+LR_RANGE = (1e-3, 1e-1)  # log-uniform, for the prompt and for the head
+_NAMED_PLACEMENTS = ("start", "middle", "end")  # a template sets its own prompt length
+
+
+@dataclass
+class Trial:
+    """One trial: the settings it trained with, how it ended and its best validation score."""
+
+    number: int
+    params: dict  # method, num_virtual_tokens, lr, head_lr, epochs: what the trial trained with (searched or fixed)
+    state: str  # "complete", "pruned" (stopped early by the pruner) or "cancelled" (the search was stopped)
+    value: float | None  # the best validation value of the primary metric (accuracy, or MSE for regression)
+    metrics: dict  # the best validation metrics
+    steps: int  # steps trained
+    total_steps: int  # steps planned
+    seconds: float
+
+    def row(self, metric_name: str) -> dict:
+        """The trial as one table row (the CLI prints these; a UI can show them in a data frame)."""
+        return {"trial": self.number, "state": self.state, **self.params, metric_name: self.value,
+                "steps": f"{self.steps}/{self.total_steps}", "seconds": round(self.seconds, 1)}  # fmt: skip
+
+
+@dataclass
+class SearchResult:
+    """Every trial in order, the best one (complete trials first), its adapter and where it was saved."""
+
+    trials: list[Trial]
+    best: Trial
+    model: PromptClassifier
+    metric_name: str
+    higher_is_better: bool
+    out_dir: Path | None = None
+    cancelled: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> dict:
+        return self.best.metrics
+
+    def rows(self) -> list[dict]:
+        """One dict per trial, same keys in the same order: ``pandas.DataFrame(result.rows())`` is the table."""
+        return [t.row(self.metric_name) for t in self.trials]
+
+
+def search(
+    data: Dataset,
+    n_trials: int,
+    *,
+    eval_data: Dataset | None = None,
+    config: dict | PromptConfig | None = None,
+    args: TrainingArguments | None = None,
+    callbacks: Sequence[Callback] = (),
+    cancel: threading.Event | Callable[[], bool] | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+    out_dir: str | Path | None = None,
+    description: str | None = None,
+    pruner=None,
+) -> SearchResult:
+    """Train ``n_trials`` adapters with settings Optuna proposes; return them all and keep the best.
+
+    ``config`` and ``args`` are what stays fixed (see the module docstring); ``callbacks`` hear every trial's
+    training, ``on_trial`` each finished trial; ``cancel`` stops the search (the running trial after its current
+    step). ``pruner`` replaces the default ``MedianPruner``. The best adapter is saved to ``out_dir``, its trial
+    table in its info (``info["search"]``).
+
+    >>> result = search(load_dataset("reviews.csv"), 20, out_dir="runs/reviews")
+    >>> result.best.params, result.best.value
+    ({'method': 'deep', 'num_virtual_tokens': 10, 'lr': 0.021, 'head_lr': 0.004, 'epochs': 12}, 0.88)
+    """
+    import optuna
+
+    if n_trials < 1:
+        raise ConfigError(f"a search needs at least one trial, not {n_trials}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # The pruner hears evaluations on the main process only: the processes would disagree on the next trial
+        raise ConfigError("a search runs in one process: start it without accelerate launch")
+    args = args or TrainingArguments()
+    if args.resume:
+        raise ConfigError("a search cannot resume: every trial starts afresh")
+    if eval_data is None and args.val_split <= 0:
+        raise ConfigError("a search scores trials on validation data: give eval_data or a val_split above 0")
+    fixed = config.to_dict() if isinstance(config, PromptConfig) else dict(config or {})
+    higher = data.task == "classification"
+    n_train = len(data) if eval_data is not None else len(split_dataset(data, args.val_split, args.seed)[0])
+    space = _Space.around(fixed, args, n_train)
+    # Trials' evaluations at the same steps, so the pruner compares like with like; no checkpoints between trials
+    trial_args = dataclasses.replace(args, eval_steps=args.eval_steps or space.eval_steps, checkpoint_dir=None)
+    study = optuna.create_study(
+        direction="maximize" if higher else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=max(2, min(10, n_trials // 3))),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, n_trials // 4))),
+    )
+    study.enqueue_trial(space.defaults())  # the first trial is what train() would do: the search can only do better
+    trials: list[Trial] = []
+    best: tuple[Trial, PromptClassifier] | None = None
+    warnings: list[str] = []
+    stopped = False
+    for number in range(n_trials):
+        if _is_set(cancel):
+            stopped = True
+            break
+        handle = study.ask()
+        params = space.suggest(handle)
+        pruned = threading.Event()
+        began = time.perf_counter()
+        result = train(
+            data, eval_data=eval_data, config={**fixed, **_config_part(params)},
+            args=dataclasses.replace(trial_args, **_args_part(params)),
+            callbacks=[*callbacks, _Report(handle, pruned)], cancel=lambda: pruned.is_set() or _is_set(cancel),
+            description=description,
+        )  # fmt: skip
+        warnings += [w for w in result.warnings if w not in warnings]
+        trial = _finish_trial(number, result, pruned.is_set(), time.perf_counter() - began)
+        if trial.state == "complete":
+            study.tell(handle, trial.value)
+        else:
+            study.tell(handle, state=optuna.trial.TrialState.PRUNED)  # a cancelled trial counts as stopped too
+        trials.append(trial)
+        if best is None or _ranks_above(trial, best[0], higher):
+            best = (trial, result.model)
+        if on_trial is not None:
+            on_trial(trial)
+        if trial.state == "cancelled":
+            stopped = True
+            break
+    if best is None:
+        raise ConfigError("the search was stopped before its first trial")
+    best_trial, model = best
+    metric_name = primary_metric(best_trial.metrics)[0] if best_trial.metrics else ("accuracy" if higher else "mse")
+    out = SearchResult(trials, best_trial, model, metric_name, higher, None, stopped, warnings)
+    model.info["search"] = {
+        "n_trials": len(trials), "best_trial": best_trial.number, "metric": metric_name, "trials": out.rows(),
+    }  # fmt: skip
+    if out_dir is not None:
+        model.save_pretrained(out_dir)
+        out.out_dir = Path(out_dir)
+    return out
+
+
+@dataclass(frozen=True)
+class _Space:
+    """What is searched (None: fixed by the caller) and the fixed evaluation spacing of every trial."""
+
+    methods: tuple[str, ...] | None
+    lengths: tuple[int, ...] | None
+    lr: bool
+    head_lr: bool
+    epochs: tuple[int, int] | None  # inclusive range
+    fixed: dict  # the resolved fixed values shown in the trial table
+    eval_steps: int
+
+    @classmethod
+    def around(cls, fixed: dict, args: TrainingArguments, n_train: int) -> "_Space":
+        defaults = PromptConfig(labels=["a", "b"], **{k: v for k, v in fixed.items() if k not in ("labels", "task")})
+        placement_sets_length = str(defaults.placement).strip().lower() not in _NAMED_PLACEMENTS
+        steps_per_epoch = math.ceil(n_train / args.batch_size)
+        most = args.epochs or auto_epochs(n_train, args.batch_size)
+        least = args.epochs or max(1, most // 4)
+        # Every trial evaluates every epoch, or, when some would have fewer than SHORT_RUN_EVALUATIONS epochs,
+        # every 1/SHORT_RUN_EVALUATIONS of an epoch: at the same steps in all trials.
+        eval_steps = steps_per_epoch if least >= SHORT_RUN_EVALUATIONS else -(-steps_per_epoch // SHORT_RUN_EVALUATIONS)
+        return cls(
+            methods=None if "method" in fixed else METHODS,
+            lengths=None if "num_virtual_tokens" in fixed or placement_sets_length else PROMPT_LENGTHS,
+            lr=args.lr is None,
+            head_lr=args.head_lr is None,
+            epochs=(least, most) if least < most else None,
+            fixed={"method": defaults.method.value, "num_virtual_tokens": defaults.num_virtual_tokens,
+                   "lr": args.lr, "head_lr": args.head_lr, "epochs": least},  # fmt: skip
+            eval_steps=eval_steps,
+        )
+
+    def defaults(self) -> dict:
+        """The searched settings at the values ``train()`` would choose by itself."""
+        method = Method(self.fixed["method"] if self.methods is None else Method.DEEP)
+        values = {"method": method.value, "num_virtual_tokens": PromptConfig.num_virtual_tokens,
+                  "lr": PROMPT_LR[method], "head_lr": HEAD_LR, "epochs": self.epochs and self.epochs[1]}  # fmt: skip
+        searched = {"method": self.methods, "num_virtual_tokens": self.lengths, "lr": self.lr,
+                    "head_lr": self.head_lr, "epochs": self.epochs}  # fmt: skip
+        return {k: v for k, v in values.items() if searched[k]}
+
+    def suggest(self, trial) -> dict:
+        """One trial's settings: searched ones from Optuna, fixed ones as given (None: the automatic value)."""
+        p = dict(self.fixed)
+        if self.methods:
+            p["method"] = trial.suggest_categorical("method", self.methods)
+        if self.lengths:
+            p["num_virtual_tokens"] = trial.suggest_categorical("num_virtual_tokens", self.lengths)
+        if self.lr:
+            p["lr"] = trial.suggest_float("lr", *LR_RANGE, log=True)
+        if self.head_lr:
+            p["head_lr"] = trial.suggest_float("head_lr", *LR_RANGE, log=True)
+        if self.epochs:
+            p["epochs"] = trial.suggest_int("epochs", *self.epochs)
+        return p
+
+
+def _config_part(params: dict) -> dict:
+    return {"method": params["method"], "num_virtual_tokens": params["num_virtual_tokens"]}
+
+
+def _args_part(params: dict) -> dict:
+    return {k: params[k] for k in ("lr", "head_lr", "epochs")}
+
+
+class _Report(Callback):
+    """Reports every evaluation to the trial; when the pruner says so, sets ``pruned`` (the run's cancel)."""
+
+    def __init__(self, trial, pruned: threading.Event):
+        self.trial, self.pruned = trial, pruned
+
+    def on_evaluate(self, state: TrainState, metrics: dict) -> None:
+        self.trial.report(primary_metric(metrics)[1], state.step)
+        if self.trial.should_prune():
+            self.pruned.set()
+
+
+def _finish_trial(number: int, result, pruned: bool, seconds: float) -> Trial:
+    s, cfg, training = result.state, result.model.config, result.model.info["training"]
+    state = "pruned" if pruned else "cancelled" if s.cancelled else "complete"
+    params = {"method": cfg.method.value, "num_virtual_tokens": cfg.num_virtual_tokens,
+              "lr": training["learning_rate"], "head_lr": training["head_learning_rate"], "epochs": training["epochs"]}
+    return Trial(number, params, state, s.best_metric, result.metrics, s.step, s.total_steps, seconds)  # fmt: skip
+
+
+def _ranks_above(trial: Trial, best: Trial, higher: bool) -> bool:
+    """Complete trials rank above stopped ones; then the better value wins (the earlier trial on a tie)."""
+    if (trial.state == "complete") != (best.state == "complete"):
+        return trial.state == "complete"
+    if trial.value is None or best.value is None:
+        return best.value is None and trial.value is not None
+    return trial.value > best.value if higher else trial.value < best.value
+
+
+def _is_set(cancel) -> bool:
+    return bool(cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()))

@@ -1,0 +1,109 @@
+"""Searching settings (ptuning.search): the trial table, pruning, the best adapter kept, the seed fixing the trials."""
+
+import dataclasses
+import threading
+
+import optuna
+import pytest
+import torch
+
+from ptuning.errors import ConfigError
+from ptuning.model import PromptClassifier
+from ptuning.search import search
+from ptuning.train import TrainingArguments, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def fast(**overrides) -> TrainingArguments:
+    options = dict(epochs=2, batch_size=16, patience=0, val_split=0.25, seed=0)
+    return TrainingArguments(**{**options, **overrides})
+
+
+def config(tiny) -> dict:
+    return {"base_model": tiny("bert")}
+
+
+class PruneOddTrials(optuna.pruners.BasePruner):
+    """Prunes every odd-numbered trial at its first evaluation: which trials stop is then known in advance."""
+
+    def prune(self, study, trial) -> bool:
+        return trial.number % 2 == 1
+
+
+def test_the_table_has_one_row_per_trial_with_its_settings(tiny, sentiment):
+    result = search(sentiment(48), 3, config=config(tiny), args=fast())
+
+    rows = result.rows()
+    assert [r["trial"] for r in rows] == [0, 1, 2]
+    assert all(list(r) == list(rows[0]) for r in rows)  # the same columns in every row
+    assert set(rows[0]) >= {"state", "method", "num_virtual_tokens", "lr", "head_lr", "epochs", "accuracy", "steps"}
+    assert all(r["method"] in ("deep", "prompt", "p-tuning") and r["num_virtual_tokens"] in (5, 10, 20) for r in rows)
+    assert all(1e-3 <= r["lr"] <= 1e-1 and 1e-3 <= r["head_lr"] <= 1e-1 and r["epochs"] == 2 for r in rows)
+    assert result.best.state == "complete" and result.metric_name == "accuracy"
+
+
+def test_the_first_trial_is_the_default_run(tiny, sentiment):
+    data, args = sentiment(48), fast()
+    result = search(data, 2, config=config(tiny), args=args)
+    default = train(data, config=config(tiny), args=dataclasses.replace(args, eval_steps=1))
+
+    assert result.trials[0].params == {"method": "deep", "num_virtual_tokens": 5, "lr": 1e-2, "head_lr": 1e-2,
+                                       "epochs": 2}  # fmt: skip
+    assert result.trials[0].metrics == default.metrics
+
+
+def test_pruned_trials_stop_early_and_are_marked(tiny, sentiment):
+    result = search(sentiment(48), 4, config=config(tiny), args=fast(), pruner=PruneOddTrials())
+
+    assert [t.state for t in result.trials] == ["complete", "pruned", "complete", "pruned"]
+    for t in result.trials:
+        assert (t.steps < t.total_steps) == (t.state == "pruned")
+    assert result.best.state == "complete"
+
+
+def test_the_saved_adapter_is_the_best_trials(tiny, tmp_path, sentiment):
+    result = search(sentiment(48), 4, config=config(tiny), args=fast(), out_dir=tmp_path / "best")
+
+    complete = [t for t in result.trials if t.state == "complete"]
+    assert result.best.value == max(t.value for t in complete)
+    assert result.best.number == min(t.number for t in complete if t.value == result.best.value)  # first on ties
+    saved = PromptClassifier.from_pretrained(tmp_path / "best")
+    assert saved.config.method.value == result.best.params["method"]
+    assert saved.info["training"]["learning_rate"] == result.best.params["lr"]
+    assert saved.info["search"]["best_trial"] == result.best.number and len(saved.info["search"]["trials"]) == 4
+    assert all(torch.equal(v, result.model.state_dict()[k]) for k, v in saved.state_dict().items())
+
+
+def test_the_same_seed_gives_the_same_trials(tiny, sentiment):
+    runs = [search(sentiment(48), 3, config=config(tiny), args=fast(seed=s)) for s in (5, 5, 6)]
+    first, again, other = ([t.params for t in r.trials] for r in runs)
+    assert first == again
+    assert first != other
+
+
+def test_settings_given_stay_fixed(tiny, sentiment):
+    fixed = {**config(tiny), "method": "prompt", "num_virtual_tokens": 3}
+    result = search(sentiment(48), 2, config=fixed, args=fast(lr=0.05))
+
+    assert {(r["method"], r["num_virtual_tokens"], r["lr"]) for r in result.rows()} == {("prompt", 3, 0.05)}
+    assert len({r["head_lr"] for r in result.rows()}) == 2  # still searched
+
+
+def test_cancel_stops_the_search_with_the_best_so_far(tiny, sentiment):
+    stop = threading.Event()
+    result = search(sentiment(48), 5, config=config(tiny), args=fast(), cancel=stop, on_trial=lambda t: stop.set())
+
+    assert len(result.trials) == 1 and result.cancelled
+    assert result.best is result.trials[0]
+
+
+def test_a_search_needs_validation_data(tiny, sentiment):
+    with pytest.raises(ConfigError, match="validation"):
+        search(sentiment(48), 2, config=config(tiny), args=fast(val_split=0.0))
+
+
+def test_a_search_runs_in_one_process(tiny, sentiment, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="one process"):
+        search(sentiment(48), 2, config=config(tiny), args=fast())
