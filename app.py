@@ -599,7 +599,8 @@ def load_adapter(repo_id: str, token_text: str, endpoint: str | None, oauth_toke
         raise refuse("Type a Hub repo id such as user/sentiment-prompt.")
     token = settings.hub_token(user_token(token_text, oauth_token))
     with tempfile.TemporaryDirectory(prefix="ptuning-hub-") as cache, user_errors():
-        directory = download_adapter(repo_id, token=token, endpoint=endpoint, cache_dir=cache)
+        directory = download_adapter(repo_id, token=token, endpoint=endpoint, cache_dir=cache,
+                                     max_bytes=settings.max_upload_bytes)  # fmt: skip
         model = load_allowed_adapter(directory, settings)
     return model, f"Loaded {code_span(repo_id)}."
 
@@ -617,9 +618,10 @@ def load_adapter_zip(file: str | None, *, settings: AppSettings | None = None):
 
 
 def load_allowed_adapter(directory: str | Path, settings: AppSettings) -> PromptClassifier:
-    """The adapter in ``directory``, refused before any base model loads unless the one it names is allowed."""
-    settings.check_base_model(adapter_base_model(directory), "the adapter's base model")
-    return PromptClassifier.from_pretrained(directory)
+    """The adapter in ``directory``, refused before any base model loads unless the one it names is allowed; loaded
+    on exactly that base."""
+    base = settings.check_base_model(adapter_base_model(directory), "the adapter's base model")
+    return PromptClassifier.from_pretrained(directory, base_model=base)
 
 
 def describe_adapter(model: PromptClassifier | None) -> str:

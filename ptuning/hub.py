@@ -26,6 +26,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .adapter_files import ADAPTER_CONFIG, ADAPTER_FILES, ADAPTER_WEIGHTS, CARD_FILE, RESUME_WEIGHTS
+from .data import human_size
 from .errors import AdapterError, HubError
 
 try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, httpx before
@@ -130,12 +131,15 @@ def download_adapter(
     endpoint: str | None = None,
     include_resume: bool = False,
     cache_dir: str | Path | None = None,
+    max_bytes: int | None = None,
 ) -> Path:
     """Download the adapter files of ``repo_id`` into the Hugging Face cache; return their local directory.
 
     Only the names in :data:`ADAPTER_FILES` are fetched (``ptuning_resume.safetensors`` only with
     ``include_resume``), so a repo's pickled ``*.bin`` / ``*.pt`` weights are never downloaded. With no
-    network, or ``HF_HUB_OFFLINE=1``, a copy already in the cache is returned.
+    network, or ``HF_HUB_OFFLINE=1``, a copy already in the cache is returned. With ``max_bytes`` (a server
+    loading a stranger's repo) the files' sizes are read from the repo first, and a larger adapter is refused
+    before anything is downloaded.
 
     >>> download_adapter("user/sentiment-prompt")  # doctest: +SKIP
     PosixPath('~/.cache/huggingface/hub/models--user--sentiment-prompt/snapshots/3f2a...')
@@ -144,6 +148,12 @@ def download_adapter(
     api = HfApi(endpoint=endpoint, token=token)
     wanted = [name for name in ADAPTER_FILES if include_resume or name != RESUME_WEIGHTS]
     try:
+        if max_bytes is not None:
+            listed = api.list_repo_tree(repo_id, revision=revision, token=token)
+            size = sum(getattr(entry, "size", 0) or 0 for entry in listed if entry.path in wanted)
+            if size > max_bytes:
+                limit = human_size(max_bytes)
+                raise AdapterError(f"the adapter files of '{repo_id}' take {human_size(size)}; the limit here is {limit}")
         local = Path(
             snapshot_download(
                 repo_id,

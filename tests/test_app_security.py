@@ -123,6 +123,15 @@ def test_a_hub_adapter_naming_another_base_is_refused(hub_server, tiny, make, tm
         session.predict("test-user/foreign", "", api_name="/load_adapter")
 
 
+def test_a_hub_adapter_over_the_upload_limit_is_refused_before_it_downloads(hub_server, strict, launch):
+    hub_server.create_repo("test-user/huge")
+    hub_server.commit("test-user/huge", {ADAPTER_CONFIG: b"{}", "adapter_model.safetensors": b"\0" * 10_000})
+    session = Client(launch(build_app(hub_server.endpoint, settings=strict), strict), verbose=False)
+    with pytest.raises(AppError, match="take 9.8 KiB; the limit here is 4.0 KiB"):
+        session.predict("test-user/huge", "", api_name="/load_adapter")
+    assert not [path for _, path in hub_server.requests if path.endswith("adapter_model.safetensors")]
+
+
 def test_a_hub_repo_id_is_never_read_as_a_server_directory(client, tiny, make, tmp_path):
     make(tiny("bert")).save_pretrained(tmp_path / "adapter")
     with pytest.raises(AppError, match="is not a valid repo id"):

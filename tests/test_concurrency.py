@@ -108,7 +108,7 @@ def test_trainings_at_once_each_give_the_adapter_they_give_alone(tiny, sentiment
 
     runs = [
         run("bert", 1, method="deep", head_dropout=0.5),  # our head's dropout
-        run("bert", 2, method="p-tuning", head_dropout=0.5),  # an encoder's initial weights
+        run("bert", 2, method="p-tuning", head_dropout=0.5, init="labels"),  # an encoder, a labels init
         run("roberta", 3, method="prompt", pooling="model"),  # RoBERTa's own head, with its dropout
     ]
     alone, together = run_alone_and_together(runs)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..adapter_files import adapter_base_model
+from ..adapter_files import MAX_ADAPTER_BYTES, adapter_base_model
 from ..backbones import Backbone, resolve_backbone
 from ..encoders import PromptTable
 from ..errors import AdapterError, HubError, NotFoundError
@@ -131,7 +131,8 @@ class AdapterRegistry:
         # A caller-chosen repo never travels with the operator's token: token=False sends none.
         token = None if source.operator else False
         try:
-            directory = adapter_directory(source.location, token=token, endpoint=self.endpoint)
+            limit = None if source.operator else MAX_ADAPTER_BYTES  # a caller's repo may be of any size
+            directory = adapter_directory(source.location, token=token, endpoint=self.endpoint, max_bytes=limit)
         except HubError as error:
             if source.operator:
                 raise
