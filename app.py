@@ -54,7 +54,9 @@ from ptuning.options import field_help
 from ptuning.policy import AppSettings
 from ptuning.serving.engine import ServingConfig
 from ptuning.serving.pool import EnginePool
-from ptuning.train import TrainingArguments
+from ptuning.estimate import duration
+from ptuning.interpret import markdown_table
+from ptuning.train import TrainingArguments, plan_training
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 EXAMPLES = {  # examples/README.md tells where each comes from
@@ -483,11 +485,6 @@ def final_text(result) -> str:
     return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
 
 
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
 def metrics_markdown(metrics: dict) -> str:
     if not metrics:
         return "No validation set, so no metrics: set a validation split above 0 to measure the adapter."
@@ -632,7 +629,10 @@ def describe_adapter(model: PromptClassifier | None) -> str:
     if c.task == "regression":
         what = "regression"
     where = f"{c.method.value}, {c.num_virtual_tokens} prompt vectors at {code_span(c.placement)}"
-    return f"**Adapter ready:** {what} · {where} · base {code_span(c.base_model)}"
+    text = f"**Adapter ready:** {what} · {where} · base {code_span(c.base_model)}"
+    if c.num_virtual_tokens == 0:
+        return text
+    return f"{text}\n\n<details><summary>What the prompt reads as</summary>\n\n{markdown_table(model, k=3)}\n\n</details>"
 
 
 # --------------------------------------------------------------------------------------------- Hub tab
@@ -755,6 +755,10 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
         confusion=confusion_box, download=download,
     )  # fmt: skip
 
+    estimate = gr.Markdown(elem_id="train-estimate")
+    gr.on([data_state.change, *(w.change for w in widgets)], bind(estimate_text, settings=settings),
+          [data_state, *widgets], estimate, api_name="estimate", concurrency_limit=1, concurrency_id="estimate",
+          show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     training = train_button.click(
         gpu(bind(run_training, settings=settings, jobs=jobs), settings.train_gpu_seconds), [data_state, *widgets],
         view.components(), api_name="train", show_progress="minimal", concurrency_limit=settings.train_concurrency,
@@ -763,6 +767,27 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
     training.then(lambda: (gr.Button(interactive=True), gr.Button(interactive=False)), None,
                   [train_button, stop_button], api_visibility="private")  # also after an error
     stop_button.click(stop_training, view.job, [status, stop_button], api_visibility="private", queue=False)
+
+
+def estimate_text(data, base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed,
+                  validation_split, pooling, encoder_type, init_text, patience, *, settings: AppSettings) -> str:
+    """How long Train would take with these settings (the library's estimate), and what the time limit does to it."""
+    if data is None or ZERO_GPU:  # on ZeroGPU the GPU exists only inside the training call: nothing to time here
+        return ""
+    try:
+        base_model = settings.check_base_model(base_model)
+        config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
+        args = settings.limit_training(
+            training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience), len(data)
+        )
+        state = plan_training(data, config=config, args=args)
+    except PtuningError:
+        return ""  # Train says what is wrong, in one line
+    text = f"**Estimate:** about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, "
+    text += f"{state.epochs} epochs) on {device_name()}"
+    if args.time_budget:
+        text += f"; runs here stop at {duration(args.time_budget)}, so automatic epochs are chosen to fit"
+    return text + "."
 
 
 def train_settings(settings: AppSettings) -> list:

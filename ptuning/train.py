@@ -236,6 +236,30 @@ def train(
     return trainer.run(out_dir, description)
 
 
+def plan_training(
+    data: Dataset,
+    *,
+    eval_data: Dataset | None = None,
+    config: PromptConfig | dict | None = None,
+    args: TrainingArguments | None = None,
+) -> TrainState:
+    """What ``train`` with these arguments would do, without a step: the state it would start from, with its plan
+    (``total_steps``, ``epochs``) fitted to any time budget, and ``estimated_s``. For a UI, before Train is pressed.
+
+    >>> plan_training(load_dataset("reviews.csv"), args=TrainingArguments(time_budget=120)).estimated_s
+    94.3
+    """
+    started = time.monotonic()
+    check_trainable(data)
+    args = dataclasses.replace(args or TrainingArguments(), resume=False, checkpoint_dir=None)
+    accelerator, device = _accelerator(args.device, None)
+    generator = run_generator(args.seed)
+    clf, _ = _build_adapter(data, None, config, None, device, generator)
+    run_data = _run_data(data, eval_data, clf, args)
+    trainer = Trainer(clf, run_data, args, accelerator=accelerator, started=started, generator=generator)
+    return trainer.state
+
+
 @dataclass
 class RunData:
     """The examples of one run: labels in the adapter's order, validation held out, each set tokenised once."""

@@ -155,7 +155,7 @@ def test_upload_that_is_not_a_zip_is_refused(client, tmp_path):
 def test_api_lists_the_named_endpoints_only(client):
     named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert named == {"/load_file", "/load_example", "/load_text", "/train", "/classify", "/classify_file",
-                     "/load_adapter", "/load_adapter_zip", "/push"}  # fmt: skip
+                     "/load_adapter", "/load_adapter_zip", "/push", "/estimate"}  # fmt: skip
 
 
 def test_push_then_load_from_the_hub_never_shows_the_token(hub_server, tiny, app_settings):
@@ -217,3 +217,28 @@ def test_classify_goes_through_the_shared_engine_batching_users_together(tiny):
     assert classify("free prize now", model, engines) == model.predict(["free prize now"])[0]["scores"]
     assert engines.engine_for(model).metrics.registry.get_sample_value("ptuning_texts_total") == 1
     engines.close()
+
+
+def test_the_train_tab_shows_the_estimate_before_training_and_the_time_limit(tiny, sentiment, app_settings):
+    import dataclasses as dc
+
+    from app import estimate_text
+
+    settings = train_settings(tiny("bert"), epochs=0)
+    shown = estimate_text(sentiment(64), **settings, settings=app_settings)
+    assert shown.startswith("**Estimate:** about ") and "steps" in shown
+    limited = dc.replace(app_settings, max_train_seconds=30)
+    assert "stop at 30 s" in estimate_text(sentiment(64), **settings, settings=limited)
+    assert estimate_text(None, **settings, settings=app_settings) == ""  # no data yet: nothing to estimate
+    assert estimate_text(sentiment(64), **{**settings, "base_model": "/etc"}, settings=app_settings) == ""
+
+
+def test_the_adapter_description_carries_the_reading_of_its_prompt(tiny):
+    from ptuning import PromptClassifier
+
+    from app import describe_adapter
+
+    shown = describe_adapter(PromptClassifier(tiny("bert"), labels=["ham", "spam"], num_virtual_tokens=3))
+    assert shown.startswith("**Adapter ready:**") and "What the prompt reads as" in shown
+    bare = describe_adapter(PromptClassifier(tiny("bert"), labels=["a", "b"], num_virtual_tokens=0))
+    assert bare.startswith("**Adapter ready:**") and "What the prompt reads as" not in bare  # nothing to read
