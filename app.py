@@ -736,6 +736,7 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
     with gr.Row():
         with gr.Column(scale=2):
             widgets = train_settings(settings)
+            estimate = gr.Markdown(elem_id="train-estimate")
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary")
                 stop_button = gr.Button("Stop", variant="stop", interactive=False)
@@ -755,7 +756,6 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
         confusion=confusion_box, download=download,
     )  # fmt: skip
 
-    estimate = gr.Markdown(elem_id="train-estimate")
     gr.on([data_state.change, *(w.change for w in widgets)], bind(estimate_text, settings=settings),
           [data_state, *widgets], estimate, api_name="estimate", concurrency_limit=1, concurrency_id="estimate",
           show_progress="hidden", trigger_mode="always_last")  # fmt: skip

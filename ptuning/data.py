@@ -340,14 +340,23 @@ def _read_parquet(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, max_rows: int 
         raise DataError("reading .parquet files needs pyarrow: pip install pyarrow, or export the table as CSV")
     import pyarrow.parquet as pq
 
-    try:  # the footer tells the rows and the unpacked size before any column is read
-        meta = pq.ParquetFile(path).metadata
-        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        if unpacked > max_bytes:
-            raise DataError(f"{path.name} unpacks to {human_size(unpacked)}; the limit is {human_size(max_bytes)}")
+    try:  # the footer tells the rows before any column is read
+        file = pq.ParquetFile(path)
+        meta = file.metadata
         if max_rows is not None and meta.num_rows > max_rows:
             raise DataError(_too_many_rows(path.name, max_rows, meta.num_rows))
-        return pd.read_parquet(path)
+        # The footer's sizes are of encoded pages: a dictionary-encoded column of one long text repeated takes a
+        # few KB there and megabytes unpacked. So read a batch at a time and count what the table takes in memory.
+        parts, unpacked = [], 0
+        for batch in file.iter_batches(batch_size=1024):
+            part = batch.to_pandas()
+            unpacked += int(part.memory_usage(deep=True).sum())
+            if unpacked > max_bytes:
+                raise DataError(
+                    f"{path.name} unpacks to more than {human_size(max_bytes)}; the limit is {human_size(max_bytes)}"
+                )
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True) if parts else file.read().to_pandas()
     except (ValueError, OSError) as error:
         raise DataError(f"{path.name} could not be read as Parquet: {error}") from error
 
