@@ -99,3 +99,27 @@ def url(app_settings, launch):
     from app import build_app
 
     return launch(build_app(settings=app_settings), app_settings)
+
+
+# Adapters of every kind on one tiny BERT, for the serving tests: every method, placements, the backbone's own head,
+# and regression
+SERVED_ADAPTERS = {
+    "deep": dict(labels=["neg", "pos"]),
+    "prompt-middle": dict(labels=["a", "b", "c"], method="prompt", placement="middle", pooling="model"),
+    "ptuning-template": dict(labels=["x", "y"], method="p-tuning", placement="[P:2] {text} [P:1]"),
+    "regression": dict(task="regression", method="prompt", placement="end"),
+}
+
+
+@pytest.fixture(scope="session")
+def served(tiny, tmp_path_factory):
+    """``(base model path, {name: adapter directory})`` for ``SERVED_ADAPTERS`` on a tiny BERT (saved once)."""
+    from ptuning import PromptClassifier
+
+    base = tiny("bert")
+    root = tmp_path_factory.mktemp("served")
+    dirs = {}
+    for i, (name, options) in enumerate(SERVED_ADAPTERS.items()):
+        torch.manual_seed(i)
+        dirs[name] = str(PromptClassifier(base, **options).save_pretrained(root / name))
+    return base, dirs

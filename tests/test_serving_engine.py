@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 
 from ptuning import AdapterError, PromptClassifier
 from ptuning.errors import ConfigError, NotFoundError, OverloadedError, RequestTooLargeError
@@ -14,27 +13,6 @@ from ptuning.serving import Engine, ServingConfig
 from ptuning.serving import engine as engine_module
 
 TEXTS = ["a gripping film", "dull and long", "what a waste of two hours of my life, honestly", "fine"]
-# name -> options: every method, placements, the backbone's own head, regression
-ADAPTERS = {
-    "deep": dict(labels=["neg", "pos"]),
-    "prompt-middle": dict(labels=["a", "b", "c"], method="prompt", placement="middle", pooling="model"),
-    "ptuning-template": dict(labels=["x", "y"], method="p-tuning", placement="[P:2] {text} [P:1]"),
-    "regression": dict(task="regression", method="prompt", placement="end"),
-}
-
-
-@pytest.fixture(scope="module")
-def served(tiny, tmp_path_factory):
-    """(base model path, {name: adapter directory}) for ADAPTERS on a tiny BERT."""
-    base = tiny("bert")
-    root = tmp_path_factory.mktemp("served")
-    dirs = {}
-    for i, (name, options) in enumerate(ADAPTERS.items()):
-        torch.manual_seed(i)
-        dirs[name] = str(PromptClassifier(base, **options).save_pretrained(root / name))
-    return base, dirs
-
-
 def metric(engine: Engine, name: str) -> float:
     return engine.metrics.registry.get_sample_value(name) or 0.0
 

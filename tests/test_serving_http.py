@@ -13,18 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 
 from ptuning import PromptClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["a gripping film", "dull and long", "what a waste of two hours of my life, honestly", "fine"]
-ADAPTERS = {
-    "deep": dict(labels=["neg", "pos"]),
-    "prompt-middle": dict(labels=["a", "b", "c"], method="prompt", placement="middle", pooling="model"),
-    "ptuning-template": dict(labels=["x", "y"], method="p-tuning", placement="[P:2] {text} [P:1]"),
-    "regression": dict(task="regression", method="prompt", placement="end"),
-}
 
 
 def free_port() -> int:
@@ -74,14 +67,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny, tmp_path_factory):
-    base = tiny("bert")
-    root = tmp_path_factory.mktemp("http-adapters")
-    dirs = {}
-    for i, (name, options) in enumerate(ADAPTERS.items()):
-        torch.manual_seed(i)
-        dirs[name] = str(PromptClassifier(base, **options).save_pretrained(root / name))
-    return base, dirs
+def adapters(served):
+    return served
 
 
 @pytest.fixture(scope="module")
