@@ -60,9 +60,9 @@ class Estimate:
     def seconds(self) -> float:
         return self.train_s + self.eval_s
 
-    def describe(self) -> str:
-        """``about 3 min 20 s (240 steps, 6 evaluations)``."""
-        return f"about {duration(self.seconds)} ({self.steps} steps, {self.evaluations} evaluations)"
+    def seconds_for(self, steps: int, evaluations: int) -> float:
+        """The same run's time with another number of steps and evaluations (the batches cost the same)."""
+        return self.train_s / max(self.steps, 1) * steps + self.seconds_per_evaluation * evaluations
 
 
 def duration(seconds: float) -> str:

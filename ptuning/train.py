@@ -453,10 +453,11 @@ class Trainer:
         if args.epochs is not None:
             return plan  # the user's epochs stand; the budget only stops the run
         left = (self.deadline - time.monotonic()) * BUDGET_SHARE
-        estimate = self._estimate(plan)
+        estimate = self._estimate(plan)  # priced once: fewer epochs only change how many steps and evaluations
         for epochs in range(plan.epochs, 0, -1):
             candidate = _replan(plan, epochs, epochs * plan.steps_per_epoch, args)
-            if self._estimate(candidate).seconds <= left:
+            evaluations = math.ceil(candidate.total_steps / candidate.eval_every) if self.data.val_examples else 0
+            if estimate.seconds_for(candidate.total_steps, evaluations) <= left:
                 return candidate
         # not even one epoch: the steps that fit beside SHORT_RUN_EVALUATIONS evaluations
         per_step = estimate.train_s / max(estimate.steps, 1)

@@ -179,10 +179,6 @@ class Engine:
         self._worker.join()
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def alive(self) -> bool:
         return self._worker.is_alive() and not self._closed
 
