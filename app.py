@@ -675,7 +675,9 @@ def build_app(hub_endpoint: str | None = None, settings: AppSettings | None = No
         model_state, endpoint_state = session_state(settings), gr.State(hub_endpoint)
         # The Hub tab shows the token box; the Classify tab's Hub loader reads it too
         token = gr.Textbox(label="Hugging Face token (write access)", type="password", visible=not ON_SPACE,
-                           info="Used for this request only; never stored or shown. Empty: your login.", render=False)
+                           info="Used for this request only; never stored or shown. Empty: "
+                           + ("the server's login." if settings.use_server_token else "no token (public repos only)."),
+                           render=False)  # fmt: skip
         gr.Markdown(
             "# P-Tuning\nTrain a few **soft-prompt vectors** (and a small head) for a frozen text classifier: "
             "load labelled examples, train, classify, share the small adapter on the Hub."
