@@ -15,15 +15,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save as safetensors_save
 
 from ptuning import PromptClassifier, PromptConfig, PtuningError, backbones
-from ptuning.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHTS, unpack_adapter_zip
+from ptuning.adapter_files import (
+    ADAPTER_CONFIG,
+    ADAPTER_FILES,
+    ADAPTER_WEIGHTS,
+    PTUNING_CONFIG,
+    RESUME_WEIGHTS,
+    unpack_adapter_zip,
+)
 from ptuning.data import load_dataset, read_table
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the suite (and CI) tries the same examples on every run, so a green run here is a green run there;
+# a failure hypothesis once found is kept below as an @example.
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
@@ -162,13 +171,14 @@ def test_tensors_of_wrong_shapes_and_dtypes(adapters, name, data):
 
 
 MEMBER_NAMES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG, "a/" + ADAPTER_CONFIG, "../x", "README.md",
-                "b/c/" + ADAPTER_WEIGHTS, "/abs", "C:x"]  # fmt: skip
+                "pytorch_model.bin", "b/c/" + ADAPTER_WEIGHTS, "/abs", "C:x"]  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # a hostile zip may hold a name twice
 @FUZZ
 @given(members=st.lists(st.tuples(st.sampled_from(MEMBER_NAMES), st.binary(max_size=64)), max_size=5),
        raw=st.none() | st.binary(max_size=200))  # fmt: skip
+@example(members=[(ADAPTER_CONFIG, b""), (ADAPTER_WEIGHTS, b""), ("README.md", b"")], raw=None)
 def test_any_upload_as_an_adapter_zip(members, raw):
     with tempfile.TemporaryDirectory() as scratch:
         archive = Path(scratch) / "upload.zip"
@@ -181,7 +191,7 @@ def test_any_upload_as_an_adapter_zip(members, raw):
         folder = Path(scratch) / "out"
         folder.mkdir()
         refused_or_loaded(lambda: (unpack_adapter_zip(str(archive), folder), PromptClassifier.from_pretrained(folder)))
-        assert {p.name for p in folder.iterdir()} <= {ADAPTER_CONFIG, ADAPTER_WEIGHTS, PTUNING_CONFIG}
+        assert {p.name for p in folder.iterdir()} <= set(ADAPTER_FILES)  # the model card travels too; nothing else
 
 
 # -- configs ---------------------------------------------------------------------------------------------------
