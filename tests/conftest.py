@@ -6,9 +6,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.pop("HF_HUB_OFFLINE", None)
 
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from tests import helpers  # noqa: E402
 from tests.tiny_models import FAMILIES, build_tiny  # noqa: E402
+
+# Property tests try the same examples on every run, so a green suite here is a green suite in CI. To explore new
+# examples, run with HYPOTHESIS_PROFILE=explore; keep any failure it finds as an @example.
+settings.register_profile("suite", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 @pytest.fixture(scope="session")
