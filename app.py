@@ -218,6 +218,7 @@ class TrainView(Outputs):
     metrics: gr.Markdown
     confusion: gr.HTML
     download: gr.DownloadButton
+    trials: gr.Dataframe
 
 
 # --------------------------------------------------------------------------------------------- Data tab
@@ -332,6 +333,9 @@ def run_training(
     encoder_type: str,
     init_text: str,
     patience: float | None,
+    time_budget_minutes: float | None = 0,
+    search_settings: bool = False,
+    search_trials: float | None = 10,
     request: gr.Request = None,
     *,
     settings: AppSettings,
@@ -346,12 +350,14 @@ def run_training(
     with user_errors():
         base_model = settings.check_base_model(base_model)
     config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
-    args = training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience)
+    args = training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience, time_budget_minutes)
+    users_budget = args.time_budget is not None and args.time_budget <= settings.max_train_seconds
     with user_errors():
         args = settings.limit_training(args, len(data))
     if ZERO_GPU:  # the GPU goes back at the end of the decorated call: the run must end first
         args = dataclasses.replace(args, time_budget=min(args.time_budget, 0.9 * settings.train_gpu_seconds))
-    job = TrainingJob(data, config=config, args=args)
+    trials = search_size(search_settings, search_trials, settings)
+    job = TrainingJob(data, config=config, args=args, trials=trials)
     session = request.session_hash if request is not None else None
     jobs.add(session, job)
     curves = Curves(job)
@@ -360,23 +366,70 @@ def run_training(
             job=job, train_button=gr.Button(interactive=False), stop_button=gr.Button(interactive=True),
             status=f"Loading the base model and reading the data… (device: {device_name()})", plot=None,
             validation=None, metrics="", confusion="", download=gr.DownloadButton(visible=False),
+            trials=gr.Dataframe(None, visible=bool(trials)),
         )  # fmt: skip
+        done: list = []
         for event in job:
-            if curves.add(event):
-                yield TrainView.update(status=progress_text(event.state), **curves.shown())
+            if event.kind == "trial":  # a search: the table grows, the curves start again for the next trial
+                done.append(event.trial)
+                curves = Curves(job)
+                metric = "accuracy" if data.task == "classification" else "mse"
+                yield TrainView.update(trials=trials_table([t.row(metric) for t in done]))
+            elif curves.add(event):
+                where = f"**Trial {len(done) + 1} of {trials}** · " if trials else ""
+                yield TrainView.update(status=where + progress_text(event.state), **curves.shown())
         with user_errors():
             result = job.result()
+        status = search_text(result) if trials else final_text(result, users_budget)
         with tempfile.TemporaryDirectory(prefix="ptuning-run-") as folder:  # Gradio copies the zip before resuming
             archive = pack_adapter_zip(result.model, Path(folder) / "ptuning-adapter.zip")
             yield TrainView.update(
-                model=result.model, status=final_text(result), **curves.shown(),
+                model=result.model, status=status, **({} if trials else curves.shown()),
                 metrics=metrics_markdown(result.metrics),
                 confusion=confusion_html(result.metrics, result.model.config.labels),
                 download=gr.DownloadButton(value=str(archive), visible=True),
+                trials=gr.Dataframe(trials_table(result.rows()), visible=True) if trials else gr.skip(),
             )  # fmt: skip
     finally:
         job.cancel()  # the page was closed or training failed: let the run end too
         jobs.discard(session, job)
+
+
+def search_size(search_settings: bool, search_trials: float | None, settings: AppSettings) -> int:
+    """How many trials the Train tab asks for (0: train once), within the operator's limit."""
+    if not search_settings:
+        return 0
+    trials = int(search_trials or 0)
+    if settings.max_search_trials < 1:
+        raise refuse("This app does not run settings searches: uncheck “Search the settings”.")
+    if not 1 <= trials <= settings.max_search_trials:
+        raise refuse(f"A search may run 1 to {settings.max_search_trials} trials here, not {trials}.")
+    return trials
+
+
+def trials_table(rows: list[dict]) -> pd.DataFrame:
+    """A search's trials for the eye: learning rates and scores to 3 significant digits."""
+    def short(value):
+        return float(f"{value:.3g}") if isinstance(value, float) else value
+
+    return pd.DataFrame([{k: short(v) for k, v in row.items()} for row in rows])
+
+
+def search_text(result) -> str:
+    """What an ended search says: how it ended, the best trial and its settings."""
+    best, n = result.best, len(result.trials)
+    if result.cancelled:
+        how = f"**Search stopped** by you after {n} trials"
+    elif result.budget_reached:
+        how = f"**Search stopped at the time limit** after {n} trials"
+    else:
+        how = f"**Search done:** {n} trials"
+    p = best.params
+    value = "–" if best.value is None else f"{best.value:.4f}"
+    text = (f"{how}. Best: trial {best.number}, validation {result.metric_name} **{value}** with "
+            f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
+            f"{p['epochs']} epochs; its adapter is kept. Try it on the **Classify** tab.")  # fmt: skip
+    return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
 
 
 def adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text) -> dict:
@@ -394,8 +447,10 @@ def adapter_settings(base_model, method, prompt_length, placement, pooling, enco
     }
 
 
-def training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience) -> TrainingArguments:
-    """The TrainingArguments the Train tab's widgets set (empty or 0 epochs: automatic)."""
+def training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience,
+                      time_budget_minutes=0) -> TrainingArguments:  # fmt: skip
+    """The TrainingArguments the Train tab's widgets set (empty or 0 epochs: automatic; 0 minutes: no budget of the
+    user's own, only the operator's limit)."""
     with user_errors():
         return TrainingArguments(
             epochs=int(epochs) if epochs else None,
@@ -404,6 +459,7 @@ def training_settings(epochs, learning_rate, batch_size, seed, validation_split,
             seed=int(seed or 0),
             val_split=float(validation_split or 0),
             patience=int(patience) if patience is not None else None,
+            time_budget=60 * float(time_budget_minutes) if time_budget_minutes else None,
         )
 
 
@@ -468,10 +524,12 @@ def progress_text(state) -> str:
     return text
 
 
-def final_text(result) -> str:
+def final_text(result, users_budget: bool = False) -> str:
     state, model = result.state, result.model
     if state.cancelled:
         how = "**Stopped** by you; the best adapter so far is kept"
+    elif state.budget_reached and users_budget:
+        how = "**Stopped at your time budget**; the best adapter so far is kept"
     elif state.budget_reached:
         how = "**Stopped at this app's time limit** for one run; the best adapter so far is kept"
     elif state.stopped_early:
@@ -752,10 +810,12 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
             metrics_box = gr.Markdown(elem_id="train-metrics")
             confusion_box = gr.HTML()
             download = gr.DownloadButton("Download the adapter (.zip)", visible=False)
+            trials_table = gr.Dataframe(label="Search trials", visible=False, interactive=False,
+                                        elem_id="search-trials")
     view = TrainView(
         job=session_state(settings, delete_callback=cancel_job), model=model_state, train_button=train_button,
         stop_button=stop_button, status=status, plot=loss_plot, validation=val_plot, metrics=metrics_box,
-        confusion=confusion_box, download=download,
+        confusion=confusion_box, download=download, trials=trials_table,
     )  # fmt: skip
 
     gr.on([data_state.change, *(w.change for w in widgets)], bind(estimate_text, settings=settings),
@@ -772,7 +832,8 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
 
 
 def estimate_text(data, base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed,
-                  validation_split, pooling, encoder_type, init_text, patience, *, settings: AppSettings) -> str:
+                  validation_split, pooling, encoder_type, init_text, patience, time_budget_minutes=0,
+                  search_settings=False, search_trials=10, *, settings: AppSettings) -> str:  # fmt: skip
     """How long Train would take with these settings (the library's estimate), and what the time limit does to it."""
     if data is None or ZERO_GPU:  # on ZeroGPU the GPU exists only inside the training call: nothing to time here
         return ""
@@ -780,7 +841,9 @@ def estimate_text(data, base_model, method, prompt_length, placement, epochs, le
         base_model = settings.check_base_model(base_model)
         config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
         args = settings.limit_training(
-            training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience), len(data)
+            training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience,
+                              time_budget_minutes),
+            len(data),
         )
         state = plan_training(data, config=config, args=args)
     except PtuningError:
@@ -788,7 +851,9 @@ def estimate_text(data, base_model, method, prompt_length, placement, epochs, le
     text = f"**Estimate:** about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, "
     text += f"{state.epochs} epochs) on {device_name()}"
     if args.time_budget:
-        text += f"; runs here stop at {duration(args.time_budget)}, so automatic epochs are chosen to fit"
+        text += f"; it stops at {duration(args.time_budget)} at the latest (your budget or this server's limit)"
+    if search_settings:
+        text += f". A search trains up to {int(search_trials or 0)} such runs (weak ones stopped early) in that time"
     return text + "."
 
 
@@ -813,8 +878,20 @@ def train_settings(settings: AppSettings) -> list:
         batch_size = gr.Number(TRAINING_DEFAULTS["batch_size"], label="Batch size", precision=0, minimum=1,
                                info=f"{training_help('batch_size')} At most {settings.max_batch_size} here.")
         seed = gr.Number(TRAINING_DEFAULTS["seed"], label="Seed", precision=0, info=training_help("seed"))
-    validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05, label="Validation split",
-                                 info=training_help("val_split"))
+    with gr.Row():
+        validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05,
+                                     label="Validation split", info=training_help("val_split"))
+        time_budget = gr.Number(0, label="Time budget in minutes (0 = none)", minimum=0, elem_id="time-budget",
+                                info="Training stops at this time with the best adapter so far; automatic epochs are "
+                                f"planned to fit it. At most {duration(settings.max_train_seconds)} here.")
+    with gr.Row(visible=settings.max_search_trials > 0):
+        search = gr.Checkbox(False, label="Search the settings", elem_id="search-settings",
+                             info="Train several adapters with the method, prompt length, learning rates and epochs "
+                             "Optuna proposes (weak ones stopped early) on the validation split, and keep the best. "
+                             "The time budget covers the whole search.")
+        trials = gr.Number(min(10, max(1, settings.max_search_trials)), label="Trials", precision=0, minimum=1,
+                           maximum=max(1, settings.max_search_trials), info="The first trial is the default run.")
+        # fmt: skip
     with gr.Accordion("More settings", open=False):
         pooling = gr.Radio([p.value for p in Pooling], value=PROMPT_DEFAULTS["pooling"].value, label="Pooling",
                            info=prompt_help("pooling"))
@@ -824,7 +901,7 @@ def train_settings(settings: AppSettings) -> list:
         patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience", precision=0, minimum=0,
                              info=training_help("patience"))
     return [base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed, validation_split,
-            pooling, encoder_type, init_text, patience]
+            pooling, encoder_type, init_text, patience, time_budget, search, trials]
 
 
 def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, engines: EnginePool | None,

@@ -27,7 +27,8 @@ import itertools
 import json
 import statistics
 
-from common import LABELS, RESULTS, Run, data_args, log, movie_split, result_name, seed_everything, setup
+from common import RESULTS, Run, data_args, log, result_name, seed_everything, setup
+from datasets import NAMES, load
 from loops import train_ours
 
 METHODS = ("prompt", "p-tuning", "deep")
@@ -48,12 +49,13 @@ def main() -> None:
     p.add_argument("--ours", choices=("train", "local"), default="train",
                    help="train: ptuning.train.train; local: a bare loop over ptuning.model")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="skip runs already in this result file")
+    p.add_argument("--data", choices=NAMES, default="movie")
     args = p.parse_args()
     setup(args)
-    name = result_name("accuracy", args, defaults={"epochs": 5})
+    name = result_name("accuracy" + ("" if args.data == "movie" else f"-{args.data}"), args, defaults={"epochs": 5})
     run = Run(name, args)
 
-    split = movie_split(args.train_size, args.test_size)
+    split = load(args.data, args.train_size, args.test_size)
     log(f"data: {split.describe()}")
     runs: dict = {}
     previous = RESULTS / f"{name}.json"
@@ -104,7 +106,7 @@ def one_run(method: str, placement: str, pooling: str, n: int, seed: int, split,
     from ptuning import PromptClassifier, PromptConfig
 
     seed_everything(seed)
-    config = PromptConfig(labels=LABELS, method=method, placement=placement, pooling=pooling, num_virtual_tokens=n)
+    config = PromptConfig(labels=list(split.label_names), method=method, placement=placement, pooling=pooling, num_virtual_tokens=n)
     clf = PromptClassifier(config=config, device="cpu")
     log_, summary = train_ours(
         clf, split.train_texts, split.train_labels, split.test_texts, split.test_labels, epochs=args.epochs,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Accuracy baselines on the movie-polarity split, to set ptuning's numbers against.
+"""Accuracy baselines on a benchmark split (``--data``: movie polarity by default), to set ptuning's numbers against.
 
     python bench/baselines.py                                   # everything, full split (est. 70-80 min on 2 idle cores)
     python bench/baselines.py --train-size 256 --test-size 256 --epochs 1      # smoke test
@@ -11,6 +11,8 @@ Methods (all on all-MiniLM-L6-v2, batch 32, max 64 tokens, linear schedule with 
 - ``head-mean``: frozen backbone, a linear head (dropout 0.1) on mean-pooled last hidden states;
 - ``logreg-mean``: scikit-learn's LogisticRegression on the same mean-pooled features (one fit, no epochs);
 - ``full-ft``: full fine-tuning, AdamW lr 5e-5, 3 epochs;
+- ``peft-lora``: PEFT LoRA (rank 8, alpha 16, dropout 0.1, on query and value; the classifier trained), lr 5e-4,
+  5 epochs: what a user picks instead of a prompt adapter;
 - ``peft-p-tuning``: PEFT P_TUNING, 20 virtual tokens, MLP encoder hidden 128, lr 3e-3;
 - ``peft-prompt``: PEFT PROMPT_TUNING, 20 virtual tokens, random init, one run per ``--lr-prompt`` (1e-2, 3e-2).
 
@@ -29,14 +31,16 @@ import torch
 from torch import nn
 
 from common import (
-    Clock, Run, backbone_path, data_args, hf_classifier, log, movie_split, result_name, seed_everything, setup,
+    Clock, Run, backbone_path, data_args, hf_classifier, log, result_name, seed_everything, setup,
 )  # fmt: skip
+from datasets import NAMES, load
 from loops import evaluate_hf, hf_features, linear_schedule, train_hf_epoch
 
 from ptuning.train import HEAD_LR
 
-METHODS = ("head-cls", "head-mean", "logreg-mean", "full-ft", "peft-p-tuning", "peft-prompt")
+METHODS = ("head-cls", "head-mean", "logreg-mean", "full-ft", "peft-lora", "peft-p-tuning", "peft-prompt")
 DEFAULT_EPOCHS = {"full-ft": 3}  # the others: 5
+NUM_LABELS = 2  # set from the data set in main()
 
 
 def main() -> None:
@@ -44,6 +48,9 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--lr-full", type=float, default=5e-5)
     p.add_argument("--lr-p-tuning", type=float, default=3e-3)
+    p.add_argument("--lr-lora", type=float, default=5e-4)
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (alpha = 2 r, on query and value, dropout 0.1)")
+    p.add_argument("--data", choices=NAMES, default="movie")
     p.add_argument("--lr-prompt", type=float, nargs="+", default=[1e-2, 3e-2])
     p.add_argument("--head-lr", type=float, default=HEAD_LR, help="the frozen-backbone heads (ptuning's head_lr)")
     p.add_argument("--num-virtual-tokens", type=int, default=20)
@@ -54,12 +61,14 @@ def main() -> None:
     p.epilog = "--epochs (default: 3 for full-ft, 5 for the others) applies to every method when given."
     args = p.parse_args()
     setup(args)
-    run = Run(result_name("baselines", args), args)
+    run = Run(result_name("baselines" + ("" if args.data == "movie" else f"-{args.data}"), args), args)
 
     from transformers import AutoTokenizer, DataCollatorWithPadding
 
     path = backbone_path()
-    split = movie_split(args.train_size, args.test_size)
+    split = load(args.data, args.train_size, args.test_size)
+    global NUM_LABELS
+    NUM_LABELS = len(split.label_names)
     log(f"data: {split.describe()}")
     tokenizer = AutoTokenizer.from_pretrained(path)
     collator = DataCollatorWithPadding(tokenizer, return_tensors="pt")
@@ -72,6 +81,8 @@ def main() -> None:
         results.update(frozen_heads(frozen, path, collator, train, test, split, args))
     if "full-ft" in args.methods:
         results["full-ft"] = hf_run("full-ft", path, collator, train, test, args, lr=args.lr_full)
+    if "peft-lora" in args.methods:
+        results["peft-lora"] = hf_run("peft-lora", path, collator, train, test, args, lr=args.lr_lora)
     if "peft-p-tuning" in args.methods:
         results["peft-p-tuning"] = hf_run("peft-p-tuning", path, collator, train, test, args, lr=args.lr_p_tuning)
     if "peft-prompt" in args.methods:
@@ -87,7 +98,7 @@ def epochs_for(method: str, args) -> int:
 
 # --------------------------------------------------------------------------------------------- frozen heads
 def load_classifier(path: str, seed: int):
-    return hf_classifier(2, seed)  # seeded: the new classifier's init
+    return hf_classifier(NUM_LABELS, seed)  # seeded: the new classifier's init
 
 
 @torch.inference_mode()
@@ -128,7 +139,7 @@ def frozen_heads(methods, path, collator, train, test, split, args) -> dict:
         out["head-cls"]["feature_extraction"] = extraction
     if "head-mean" in methods:
         seed_everything(args.seed)
-        linear = nn.Linear(model.config.hidden_size, 2)
+        linear = nn.Linear(model.config.hidden_size, NUM_LABELS)
         nn.init.normal_(linear.weight, std=0.02)
         nn.init.zeros_(linear.bias)
         head = nn.Sequential(nn.Dropout(0.1), linear)
@@ -179,8 +190,13 @@ def build(method: str, path: str, args, pad_id: int):
     model.config.pad_token_id = pad_id
     if method == "full-ft":
         return model, 0
-    from peft import PromptEncoderConfig, PromptTuningConfig, TaskType, get_peft_model
+    from peft import LoraConfig, PromptEncoderConfig, PromptTuningConfig, TaskType, get_peft_model
 
+    if method == "peft-lora":  # what a user picks instead of a prompt: low-rank updates of attention, head trained
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=2 * args.lora_r,
+                            lora_dropout=0.1, target_modules=["query", "value"])  # fmt: skip
+        seed_everything(args.seed)
+        return get_peft_model(model, config), 0
     common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": args.num_virtual_tokens}
     if method == "peft-p-tuning":
         config = PromptEncoderConfig(**common, encoder_hidden_size=args.encoder_hidden_size)

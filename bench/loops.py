@@ -63,10 +63,10 @@ class StepLog:
         return out
 
 
-def ours_dataset(texts: list[str], labels: list[int]):
+def ours_dataset(texts: list[str], labels: list[int], names: list[str] | None = None):
     from ptuning.data import Dataset
 
-    return Dataset(texts=list(texts), labels=list(labels), label_names=list(LABELS))
+    return Dataset(texts=list(texts), labels=list(labels), label_names=list(names or LABELS))
 
 
 def prompt_length(clf) -> int:
@@ -160,13 +160,15 @@ def _train_with_ptuning(
         max_length=max_length,
         seed=seed,
         patience=0,  # no early stop: every epoch is measured
+        eval_sample=0,  # on the whole test split
         # evaluate once per epoch, or only after the last step (its time is then outside every window)
         eval_steps=steps_per_epoch if eval_each_epoch else epochs * steps_per_epoch + 1,
         device=str(clf.device),
     )
     cancel = (lambda: len(log.step_end) >= total) if max_steps is not None else None
     result = train(
-        ours_dataset(tr_x, tr_y), eval_data=ours_dataset(ev_x, ev_y), model=clf, args=args, callbacks=[Timing()],
+        ours_dataset(tr_x, tr_y, clf.config.labels), eval_data=ours_dataset(ev_x, ev_y, clf.config.labels),
+        model=clf, args=args, callbacks=[Timing()],
         cancel=cancel,
     )  # fmt: skip
     s = result.state

@@ -285,6 +285,8 @@ def _search(a: argparse.Namespace, data, eval_data, config: dict, args, cancel, 
     if main_process:
         _warn(result.warnings)
         _print_rows(result.rows())
+        if result.budget_reached:
+            print(f"the time budget ended the search after {len(result.trials)} of {a.search} trials")
         print(f"best: trial {result.best.number} ({result.metric_name} {result.best.value:.4f})")
         print(f"adapter saved to {a.out} (the best trial's)")
         print(json.dumps(result.metrics, ensure_ascii=False))

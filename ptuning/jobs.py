@@ -7,6 +7,9 @@
 
 ``job.cancel()`` (a Stop button, a closed page) stops the run after its current step; ``result()`` is then the
 best adapter so far, as with ``train(cancel=...)``.
+
+``TrainingJob(data, trials=20, ...)`` runs ``search.search`` instead: its trials' steps and evaluations come as
+events, a "trial" event after each trial (``event.trial``), and ``result()`` is the ``SearchResult``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .search import SearchResult, Trial, search
 from .train import Callback, TrainResult, TrainState, train
 
 
@@ -25,8 +29,9 @@ from .train import Callback, TrainResult, TrainState, train
 class JobEvent:
     """One report of a running job: ``state`` is a copy taken at that moment (the trainer keeps changing its own)."""
 
-    kind: Literal["step", "eval", "done"]
-    state: TrainState | None = None  # None for "done"
+    kind: Literal["step", "eval", "trial", "done"]
+    state: TrainState | None = None  # None for "trial" and "done"
+    trial: Trial | None = None  # for "trial"
 
 
 class TrainingJob:
@@ -35,12 +40,13 @@ class TrainingJob:
     ``callbacks`` run in the training thread, before the job's own, which queues the events.
     """
 
-    def __init__(self, data, *, callbacks: Sequence[Callback] = (), **options):
+    def __init__(self, data, *, callbacks: Sequence[Callback] = (), trials: int = 0, **options):
         if "cancel" in options:
             raise TypeError("a TrainingJob has its own cancel switch: call job.cancel()")
         self._cancel = threading.Event()
         self._events: queue.Queue[JobEvent] = queue.Queue()
-        self._result: TrainResult | None = None
+        self._result: TrainResult | SearchResult | None = None
+        self._trials = trials
         self._error: BaseException | None = None
         callbacks = [*callbacks, _Reporter(self._events)]
         self._thread = threading.Thread(
@@ -50,7 +56,12 @@ class TrainingJob:
 
     def _work(self, data, callbacks: list[Callback], options: dict) -> None:
         try:
-            self._result = train(data, callbacks=callbacks, cancel=self._cancel, **options)
+            if self._trials:
+                on_trial = lambda trial: self._events.put(JobEvent("trial", trial=trial))  # noqa: E731
+                self._result = search(data, self._trials, callbacks=callbacks, cancel=self._cancel, on_trial=on_trial,
+                                      **options)  # fmt: skip
+            else:
+                self._result = train(data, callbacks=callbacks, cancel=self._cancel, **options)
         except BaseException as error:  # raised again by result(), in the caller's thread
             self._error = error
         finally:
@@ -72,8 +83,9 @@ class TrainingJob:
         """Stop the run after its current step; the best adapter so far is still the result."""
         self._cancel.set()
 
-    def result(self, timeout: float | None = None) -> TrainResult:
-        """The run's TrainResult once it has ended; the exception that ended it, if any, is raised here."""
+    def result(self, timeout: float | None = None) -> TrainResult | SearchResult:
+        """The run's TrainResult (a search's SearchResult) once it has ended; the exception that ended it, if any, is
+        raised here."""
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError(f"the training run has not ended within {timeout} s")

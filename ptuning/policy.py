@@ -64,6 +64,9 @@ class AppSettings:
         default=MAX_AUTO_EPOCHS, metadata={"help": "Most epochs a user may ask for (automatic epochs stay below it)."}
     )
     max_batch_size: int = field(default=128, metadata={"help": "Largest training batch a user may ask for."})
+    max_search_trials: int = field(
+        default=20, metadata={"help": "Most trials a settings search may run (its time limit is one run's); 0: no search."}
+    )
     max_train_seconds: float = field(
         default=600.0,
         metadata={"help": "Wall-clock limit of one training run, in seconds: it stops there with its best adapter."},
@@ -92,8 +95,9 @@ class AppSettings:
             raise ConfigError("allowed_base_models must name at least one base model")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not value > 0:
-                raise ConfigError(f"{f.name} must be positive, not {value}")
+            least = 0 if f.name in _MAY_BE_ZERO else 1e-9
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= least:
+                raise ConfigError(f"{f.name} must be {'0 or more' if least == 0 else 'positive'}, not {value}")
         if self.session_ttl_s <= self.max_train_seconds:
             raise ConfigError("session_ttl_s must exceed max_train_seconds, or a running training would be cancelled")
 
@@ -140,6 +144,9 @@ class AppSettings:
             epochs = min(auto_epochs(n_train, args.batch_size), self.max_epochs)
         budget = min(args.time_budget or math.inf, self.max_train_seconds)
         return dataclasses.replace(args, epochs=epochs, time_budget=budget if math.isfinite(budget) else None)
+
+
+_MAY_BE_ZERO = ("max_search_trials",)  # 0 turns the feature off
 
 
 def env_name(field_name: str) -> str:

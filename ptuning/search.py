@@ -37,6 +37,7 @@ from .training_args import HEAD_LR, PROMPT_LR, SHORT_RUN_EVALUATIONS, TrainingAr
 METHODS = (Method.DEEP.value, Method.PROMPT.value, Method.P_TUNING.value)
 PROMPT_LENGTHS = (5, 10, 20)
 LR_RANGE = (1e-3, 1e-1)  # log-uniform, for the prompt and for the head
+MIN_TRIAL_SECONDS = 1.0  # with less of a time budget left, no further trial starts
 _NAMED_PLACEMENTS = ("start", "middle", "end")  # a template sets its own prompt length
 
 
@@ -46,7 +47,7 @@ class Trial:
 
     number: int
     params: dict  # method, num_virtual_tokens, lr, head_lr, epochs: what the trial trained with (searched or fixed)
-    state: str  # "complete", "pruned" (stopped early by the pruner) or "cancelled" (the search was stopped)
+    state: str  # "complete", "pruned" (by the pruner), "cancelled" (the search was stopped) or "out of time"
     value: float | None  # the best validation value of the primary metric (accuracy, or MSE for regression)
     metrics: dict  # the best validation metrics
     steps: int  # steps trained
@@ -71,6 +72,7 @@ class SearchResult:
     out_dir: Path | None = None
     cancelled: bool = False
     warnings: list[str] = field(default_factory=list)
+    budget_reached: bool = False  # the search's time budget ended it before its last trial
 
     @property
     def metrics(self) -> dict:
@@ -99,7 +101,8 @@ def search(
 
     ``config`` and ``args`` are what stays fixed (see the module docstring); ``callbacks`` hear every trial's
     training, ``on_trial`` each finished trial; ``cancel`` stops the search (the running trial after its current
-    step). ``pruner`` replaces the default ``MedianPruner``. The best adapter is saved to ``out_dir``, its trial
+    step). ``pruner`` replaces the default ``MedianPruner``. ``args.time_budget`` is the whole search's: each trial
+    gets the time left, and no trial starts once it is spent. The best adapter is saved to ``out_dir``, its trial
     table in its info (``info["search"]``).
 
     >>> result = search(load_dataset("reviews.csv"), 20, out_dir="runs/reviews")
@@ -133,10 +136,15 @@ def search(
     trials: list[Trial] = []
     best: tuple[Trial, PromptClassifier] | None = None
     warnings: list[str] = []
-    stopped = False
+    stopped = out_of_time = False
+    deadline = time.monotonic() + args.time_budget if args.time_budget else None
     for number in range(n_trials):
         if _is_set(cancel):
             stopped = True
+            break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left < MIN_TRIAL_SECONDS and trials:
+            out_of_time = True
             break
         handle = study.ask()
         params = space.suggest(handle)
@@ -144,7 +152,7 @@ def search(
         began = time.perf_counter()
         result = train(
             data, eval_data=eval_data, config={**fixed, **_config_part(params)},
-            args=dataclasses.replace(trial_args, **_args_part(params)),
+            args=dataclasses.replace(trial_args, **_args_part(params), time_budget=left and max(left, 1e-3)),
             callbacks=[*callbacks, _Report(handle, pruned)], cancel=lambda: pruned.is_set() or _is_set(cancel),
             description=description,
         )  # fmt: skip
@@ -162,11 +170,14 @@ def search(
         if trial.state == "cancelled":
             stopped = True
             break
+        if trial.state == "out of time":
+            out_of_time = True
+            break
     if best is None:
         raise ConfigError("the search was stopped before its first trial")
     best_trial, model = best
     metric_name = primary_metric(best_trial.metrics)[0] if best_trial.metrics else ("accuracy" if higher else "mse")
-    out = SearchResult(trials, best_trial, model, metric_name, higher, None, stopped, warnings)
+    out = SearchResult(trials, best_trial, model, metric_name, higher, None, stopped, warnings, out_of_time)
     model.info["search"] = {
         "n_trials": len(trials), "best_trial": best_trial.number, "metric": metric_name, "trials": out.rows(),
     }  # fmt: skip
@@ -256,7 +267,7 @@ class _Report(Callback):
 
 def _finish_trial(number: int, result, pruned: bool, seconds: float) -> Trial:
     s, cfg, training = result.state, result.model.config, result.model.info["training"]
-    state = "pruned" if pruned else "cancelled" if s.cancelled else "complete"
+    state = "pruned" if pruned else "cancelled" if s.cancelled else "out of time" if s.budget_reached else "complete"
     params = {"method": cfg.method.value, "num_virtual_tokens": cfg.num_virtual_tokens,
               "lr": training["learning_rate"], "head_lr": training["head_learning_rate"], "epochs": training["epochs"]}
     return Trial(number, params, state, s.best_metric, result.metrics, s.step, s.total_steps, seconds)  # fmt: skip

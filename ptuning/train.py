@@ -273,6 +273,14 @@ class RunData:
     targets: torch.Tensor  # on the adapter's device
     val_targets: torch.Tensor | None  # on the CPU, beside the logits gathered from every process
     warnings: list[str]  # about the data: duplicates, a fallback split, truncated texts...
+    val_sample: list[int] | None = None  # the validation examples evaluations read during training (None: all)
+
+    def validation(self, full: bool = False) -> tuple[list, torch.Tensor, list]:
+        """``(examples, targets, labels)`` an evaluation reads: the sample during training, all when ``full``."""
+        if full or self.val_sample is None:
+            return self.val_examples, self.val_targets, self.val.labels
+        idx = self.val_sample
+        return [self.val_examples[i] for i in idx], self.val_targets[idx], [self.val.labels[i] for i in idx]
 
 
 @dataclass(frozen=True)
@@ -435,7 +443,7 @@ class Trainer:
 
     def _estimate(self, plan: Plan):
         data, args = self.data, self.args
-        val = [len(e.input_ids) for e in data.val_examples] if data.val_examples is not None else None
+        val = [len(e.input_ids) for e in data.validation()[0]] if data.val_examples is not None else None
         return estimate_run(
             self.calibration, [len(e.input_ids) for e in data.train_examples], val, batch_size=args.batch_size,
             eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
@@ -533,9 +541,7 @@ class Trainer:
         if data.val_examples is None:
             return
         began = time.perf_counter()
-        logits = predict_logits(clf, data.val_examples, self.plan.eval_batch_size, self.accelerator)
-        val_loss = float(task_loss(logits, data.val_targets, clf.config.task))
-        metrics = score_logits(clf, data.val.labels, logits)
+        val_loss, metrics = self.score(full=False)
         name, value, higher = primary_metric(metrics)
         entry = {"step": state.step, "epoch": round(state.epoch, 4), "train_loss": train_loss, "val_loss": val_loss}
         state.history.append({**entry, **metrics})
@@ -548,6 +554,12 @@ class Trainer:
             record.since_best += 1
         self.last_eval_s = time.perf_counter() - began
         self.trigger("on_evaluate", state, metrics)
+
+    def score(self, full: bool) -> tuple[float, dict]:
+        """``(loss, metrics)`` of the adapter as it stands on the validation sample, or on all of it."""
+        examples, targets, labels = self.data.validation(full)
+        logits = predict_logits(self.clf, examples, self.plan.eval_batch_size, self.accelerator)
+        return float(task_loss(logits, targets, self.clf.config.task)), score_logits(self.clf, labels, logits)
 
     def trigger(self, hook: str, *args) -> None:
         """Call ``hook`` on every callback that has it (on the main process only)."""
@@ -626,6 +638,8 @@ class Trainer:
 
         best = next((h for h in state.history if h["step"] == state.best_step), None)
         metrics = {k: v for k, v in best.items() if k not in _HISTORY_KEYS} if best else {}
+        if best and self.data.val_sample is not None:  # chosen on the sample; what it scores is measured on all
+            _, metrics = self.score(full=True)
         clf.info = self.info(metrics, description)
         saved = None
         if out_dir is not None:
@@ -658,6 +672,7 @@ class Trainer:
                 "cancelled": state.cancelled,
                 "n_train": len(self.data.train),
                 "n_val": len(self.data.val) if self.data.val is not None else 0,
+                "n_val_sample": len(self.data.val_sample) if self.data.val_sample is not None else None,
                 "processes": plan.processes,
                 "seconds": round(state.elapsed_s, 1),  # the steps and evaluations, as the estimate counts them
                 "estimated_seconds": None if state.estimated_s is None else round(state.estimated_s, 1),
@@ -730,10 +745,15 @@ def _run_data(data: Dataset, eval_data: Dataset | None, clf: PromptClassifier, a
     if val_data is not None:
         val_examples = clf.encode(val_data.texts, val_data.text_pairs, max_length).examples
     dtype = torch.float32 if clf.config.task == "regression" else torch.long
+    sample = None
+    if val_data is not None and 0 < args.eval_sample < len(val_data):  # fixed by the seed: every evaluation alike
+        sample = sorted(np.random.default_rng(args.seed).choice(len(val_data), args.eval_sample, replace=False))
+        sample = [int(i) for i in sample]
     return RunData(
         full=data, train=train_data, val=val_data, max_length=max_length, train_examples=examples,
         val_examples=val_examples, targets=torch.tensor(train_data.labels, dtype=dtype, device=clf.device),
         val_targets=None if val_data is None else torch.tensor(val_data.labels, dtype=dtype), warnings=warnings,
+        val_sample=sample,
     )  # fmt: skip
 
 
@@ -762,7 +782,8 @@ def _start_head_at(clf: PromptClassifier, value: float) -> None:
 
 
 def _plan(args: TrainingArguments, clf: PromptClassifier, data: RunData, processes: int) -> Plan:
-    epochs = args.epochs or auto_epochs(len(data.train), args.batch_size, processes)
+    positions = sum(len(e.input_ids) for e in data.train_examples)
+    epochs = args.epochs or auto_epochs(len(data.train), args.batch_size, processes, positions)
     steps_per_epoch = math.ceil(math.ceil(len(data.train) / args.batch_size) / processes)
     plan = Plan(
         epochs=epochs,

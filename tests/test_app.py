@@ -93,7 +93,8 @@ def test_bad_placement_is_a_readable_error(client, tiny):
 
 
 def test_training_shows_metrics_confusion_matrix_and_adapter_zip(trained):
-    _, (status, losses, validation, metrics, confusion, download) = trained
+    _, (status, losses, validation, metrics, confusion, download, trials) = trained
+    assert not (trials or {}).get("data") and not (trials or {}).get("value")  # no search: no trial table
     assert status.startswith("**Done** after")
     assert "accuracy **" in metrics and "macro F1 **" in metrics and "| spam |" in metrics
     assert "Confusion matrix" in confusion and ">ham</th>" in confusion
@@ -101,6 +102,35 @@ def test_training_shows_metrics_confusion_matrix_and_adapter_zip(trained):
     assert {row[2] for row in validation["value"]["data"]} == {"loss", "accuracy"}
     with zipfile.ZipFile(download["value"]) as archive:
         assert {"adapter_config.json", "adapter_model.safetensors", "ptuning_config.json"} <= set(archive.namelist())
+
+
+def test_a_search_shows_its_trials_and_keeps_the_best_adapter(url, tiny):
+    session = Client(url, verbose=False)
+    session.predict(SMS, api_name="/load_example")
+    status, *_, download, trials = session.predict(
+        **train_settings(tiny("bert"), epochs=1, search_settings=True, search_trials=2), api_name="/train"
+    )
+    assert status.startswith("**Search done:** 2 trials. Best: trial ")
+    table = trials["value"]
+    assert trials["visible"] and [row[0] for row in table["data"]] == [0, 1] and "accuracy" in table["headers"]
+    with zipfile.ZipFile(download["value"]) as archive:
+        assert "adapter_model.safetensors" in archive.namelist()
+    with pytest.raises(AppError, match="greater than maximum value 20"):  # the widget's own bound
+        session.predict(**train_settings(tiny("bert"), search_settings=True, search_trials=50), api_name="/train")
+
+
+def test_a_search_beyond_the_operators_trials_is_refused_in_one_line(app_settings):
+    import dataclasses as dc
+
+    import gradio as gr
+
+    from app import search_size
+
+    assert search_size(False, 50, app_settings) == 0 and search_size(True, 3, app_settings) == 3
+    with pytest.raises(gr.Error, match="1 to 20 trials here, not 50"):
+        search_size(True, 50, app_settings)
+    with pytest.raises(gr.Error, match="does not run settings searches"):
+        search_size(True, 3, dc.replace(app_settings, max_search_trials=0))
 
 
 def test_classify_returns_label_confidences(trained):
@@ -125,7 +155,7 @@ def test_classify_file_returns_csv_with_predictions(trained, tmp_path):
 
 
 def test_downloaded_adapter_zip_loads_in_a_new_session(trained, client):
-    _, (*_, download) = trained
+    _, (*_, download, _trials) = trained
     message = client.predict(handle_file(download["value"]), api_name="/load_adapter_zip")
     assert "Loaded" in message
     loaded = client.predict("hello there", api_name="/classify")
@@ -228,7 +258,10 @@ def test_the_train_tab_shows_the_estimate_before_training_and_the_time_limit(tin
     shown = estimate_text(sentiment(64), **settings, settings=app_settings)
     assert shown.startswith("**Estimate:** about ") and "steps" in shown
     limited = dc.replace(app_settings, max_train_seconds=30)
-    assert "stop at 30 s" in estimate_text(sentiment(64), **settings, settings=limited)
+    assert "stops at 30 s" in estimate_text(sentiment(64), **settings, settings=limited)
+    # the user's own budget, in minutes: it applies below the operator's limit, the limit above it
+    assert "stops at 15 s" in estimate_text(sentiment(64), **settings, time_budget_minutes=0.25, settings=limited)
+    assert "stops at 30 s" in estimate_text(sentiment(64), **settings, time_budget_minutes=5, settings=limited)
     assert estimate_text(None, **settings, settings=app_settings) == ""  # no data yet: nothing to estimate
     assert estimate_text(sentiment(64), **{**settings, "base_model": "/etc"}, settings=app_settings) == ""
 

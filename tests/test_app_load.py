@@ -47,7 +47,7 @@ def one_user(url: str, tiny_bert: str, folder: Path, i: int) -> dict:
     settings = dict(base_model=tiny_bert, method="prompt", prompt_length=2, placement="start", epochs=1,
                     learning_rate="", batch_size=8, seed=i, validation_split=0.25, pooling="mean",
                     encoder_type="MLP", init_text="", patience=0)  # fmt: skip
-    status, *_, metrics, confusion, download = session.predict(**settings, api_name="/train")
+    status, *_, metrics, confusion, download, _trials = session.predict(**settings, api_name="/train")
     assert status.startswith("**Done**")
     assert all(f">{name}</th>" in confusion for name in labels)
 

@@ -251,6 +251,15 @@ def test_a_run_stops_at_the_operators_time_limit(tiny, launch):
     assert status.startswith("**Stopped at this app's time limit**")
 
 
+def test_a_run_stops_at_the_users_own_time_budget_below_the_operators_limit(tiny, launch):
+    settings = AppSettings(allowed_base_models=(tiny("bert"),), max_train_seconds=600, max_epochs=1000)
+    session = Client(launch(build_app(settings=settings), settings), verbose=False)
+    session.predict(SMS, api_name="/load_example")
+    status, *_ = session.predict(**train_settings(tiny("bert"), epochs=1000, time_budget_minutes=0.01),
+                                 api_name="/train")  # fmt: skip
+    assert status.startswith("**Stopped at your time budget**")
+
+
 def test_the_queue_holds_at_most_the_operators_length(strict):
     assert build_app(settings=strict)._queue.max_size == strict.max_queue == 7
 

@@ -99,13 +99,18 @@ def test_pasted_examples_with_problems_are_listed(url, page):
     screenshot(page, "1-data-problems")
 
 
-def test_stop_ends_training_and_keeps_the_best_adapter(url, page, tiny):
+def open_train_tab(page, url: str, base_model: str, epochs: str) -> None:
+    """The movie examples uploaded, the Train tab open with this base model and epochs."""
     page.goto(url)
     page.locator("#data-upload input[type=file]").set_input_files(str(MOVIES))
     expect(page.locator("#data-summary")).to_contain_text("400 examples", timeout=30_000)
     page.get_by_role("tab", name="Train").click()
-    page.get_by_label("Base model").fill(tiny("bert"))
-    page.get_by_label("Epochs (0 = automatic)").fill("300")
+    page.get_by_label("Base model").fill(base_model)
+    page.get_by_label("Epochs (0 = automatic)").fill(epochs)
+
+
+def test_stop_ends_training_and_keeps_the_best_adapter(url, page, tiny):
+    open_train_tab(page, url, tiny("bert"), "300")
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.locator("#train-status")).to_contain_text("Training", timeout=60_000)
     page.get_by_role("button", name="Stop", exact=True).click()
@@ -114,3 +119,18 @@ def test_stop_ends_training_and_keeps_the_best_adapter(url, page, tiny):
     expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled()
     page.get_by_role("tab", name="Classify").click()
     expect(page.get_by_text("Adapter ready")).to_be_visible()
+
+
+def test_a_search_from_the_train_tab_shows_its_trials(url, page, tiny):
+    open_train_tab(page, url, tiny("bert"), "1")
+    page.get_by_label("Time budget in minutes (0 = none)").fill("2")
+    page.get_by_label("Search the settings").check()
+    page.get_by_label("Trials", exact=True).fill("2")
+    expect(page.locator("#train-estimate")).to_contain_text("A search trains up to 2", timeout=60_000)
+    page.get_by_role("button", name="Train", exact=True).click()
+    expect(page.locator("#train-status")).to_contain_text("Search done", timeout=300_000)
+    table = page.locator("#search-trials")
+    expect(table).to_be_visible()
+    expect(table).to_contain_text("accuracy")
+    expect(page.get_by_role("button", name="Download the adapter (.zip)")).to_be_visible()
+    screenshot(page, "2-train-search")

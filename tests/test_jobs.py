@@ -44,3 +44,13 @@ def test_an_error_in_the_run_is_raised_by_result(tiny, sentiment):
     assert list(job) == []
     with pytest.raises(DataError, match="two classes"):
         job.result()
+
+
+def test_a_search_job_reports_each_trial_and_returns_the_search(tiny, sentiment):
+    job = TrainingJob(sentiment(48), trials=2, config={"base_model": tiny("bert")},
+                      args=TrainingArguments(**{**FAST, "val_split": 0.25}))  # fmt: skip
+    events = list(job)
+    trials = [e.trial for e in events if e.kind == "trial"]
+    result = job.result(timeout=60)
+    assert [t.number for t in trials] == [0, 1] and result.trials == trials
+    assert any(e.kind == "eval" for e in events) and result.model is not None

@@ -24,14 +24,15 @@ def test_every_setting_is_read_from_its_environment_variable():
     environ = {
         "PTUNING_ALLOWED_BASE_MODELS": " a/b , /srv/models/c ,, ", "PTUNING_USE_SERVER_TOKEN": "yes",
         "PTUNING_MAX_UPLOAD_BYTES": "1000", "PTUNING_MAX_ROWS": "10", "PTUNING_MAX_TEXT_CHARS": "50",
-        "PTUNING_MAX_EPOCHS": "3", "PTUNING_MAX_BATCH_SIZE": "8", "PTUNING_MAX_TRAIN_SECONDS": "2.5",
+        "PTUNING_MAX_EPOCHS": "3", "PTUNING_MAX_BATCH_SIZE": "8", "PTUNING_MAX_SEARCH_TRIALS": "5",
+        "PTUNING_MAX_TRAIN_SECONDS": "2.5",
         "PTUNING_MAX_QUEUE": "4", "PTUNING_SESSION_TTL_S": "60", "PTUNING_TRAIN_CONCURRENCY": "2",
         "PTUNING_PREDICT_CONCURRENCY": "3", "PTUNING_TRAIN_GPU_SECONDS": "30",
     }  # fmt: skip
     settings = AppSettings.from_env(environ)
     assert settings == AppSettings(
         allowed_base_models=("a/b", "/srv/models/c"), use_server_token=True, max_upload_bytes=1000, max_rows=10,
-        max_text_chars=50, max_epochs=3, max_batch_size=8, max_train_seconds=2.5, max_queue=4, session_ttl_s=60,
+        max_text_chars=50, max_epochs=3, max_batch_size=8, max_search_trials=5, max_train_seconds=2.5, max_queue=4, session_ttl_s=60,
         train_concurrency=2, predict_concurrency=3, train_gpu_seconds=30,
     )  # fmt: skip
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(AppSettings)}

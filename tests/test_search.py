@@ -107,3 +107,20 @@ def test_a_search_runs_in_one_process(tiny, sentiment, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="one process"):
         search(sentiment(48), 2, config=config(tiny), args=fast())
+
+
+def test_the_time_budget_is_the_whole_searchs(tiny, sentiment):
+    import time
+
+    from ptuning.train import Callback
+
+    class Slow(Callback):
+        def on_step_end(self, state):
+            time.sleep(0.05)
+
+    began = time.monotonic()
+    result = search(sentiment(64), 50, config=config(tiny), args=fast(epochs=3, time_budget=2.0), callbacks=[Slow()])
+    assert time.monotonic() - began < 2.0 + 1.5  # one trial's last step and evaluation may end past it
+    assert result.budget_reached and 1 <= len(result.trials) < 50
+    assert result.trials[-1].state in ("out of time", "complete", "pruned")
+    assert all(t.state != "cancelled" for t in result.trials)
