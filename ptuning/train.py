@@ -418,6 +418,8 @@ class Trainer:
                     saved_step = state.step
                     if state.stopped_early:
                         break
+                if state.step >= plan.total_steps:  # a plan may end inside an epoch (a time budget's part of one)
+                    break
         if state.budget_reached and saved_step != state.step:
             self.evaluate()  # the steps since the last evaluation count: the best adapter may be the last one
             self.save_checkpoint()

@@ -91,6 +91,8 @@ def test_less_than_an_epoch_fits_a_part_of_one(tiny, sentiment, priced, one_thre
     # a step of 8 examples of ~10 tokens is priced ~100 s: a 400 s budget holds a few steps, not an epoch of 7
     result = train(sentiment(64), config=adapter(tiny), args=TrainingArguments(batch_size=8, time_budget=400))
     assert result.state.epochs == 1 and 1 <= result.state.total_steps < 7
+    assert result.state.step == result.state.total_steps  # the plan's part of the epoch, not the rest of it
+    assert result.state.history[-1]["step"] == result.state.total_steps
 
 
 def test_training_stops_at_the_budget_with_the_best_adapter_so_far(tiny, sentiment, tmp_path, one_thread):
