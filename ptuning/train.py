@@ -784,8 +784,7 @@ def _start_head_at(clf: PromptClassifier, value: float) -> None:
 
 
 def _plan(args: TrainingArguments, clf: PromptClassifier, data: RunData, processes: int) -> Plan:
-    positions = sum(len(e.input_ids) for e in data.train_examples)
-    epochs = args.epochs or auto_epochs(len(data.train), args.batch_size, processes, positions)
+    epochs = args.epochs or auto_epochs(len(data.train), args.batch_size, processes)
     steps_per_epoch = math.ceil(math.ceil(len(data.train) / args.batch_size) / processes)
     plan = Plan(
         epochs=epochs,

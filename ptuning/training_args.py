@@ -26,16 +26,12 @@ HEAD_LR = 1e-2
 # a few minutes for a few hundred examples on a laptop CPU; early stopping ends a run that stops improving.
 STEP_BUDGET = 1000
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 20
-# ... and about POSITION_BUDGET token positions computed in all (examples x their lengths, prompt included, rounded
-# up to whole epochs): a step over long texts costs what many steps over sentences do. The short-text sets measured
-# keep their epochs (1,800 movie sentences: 18 epochs, 1.04M; the full split, 7,608: 5 epochs, 1.2M; 540 questions:
-# 20, 0.2M), while 369 man pages at 256 tokens get 11 epochs instead of 20.
-POSITION_BUDGET = 1_000_000
+# Long texts keep these epochs and their full length: on 410 man pages (BENCHMARKS.md, "Training that fits the time")
+# capping either (256 tokens, or about 1M token positions in all) cost 6.6 points of accuracy for a third or half of
+# the time; a user who would rather pay that sets --max-length, --epochs or --time-budget.
 # Automatic max_length: this percentile of the training examples' lengths (prompt and special tokens included),
-# rounded up to a multiple of 8: a few outliers are truncated instead of setting the cost of every long batch;
-# and at most LONG_TEXT_TOKENS: past it a step costs more than the accuracy it buys (BENCHMARKS.md, long texts).
+# rounded up to a multiple of 8: a few outliers are truncated instead of setting the cost of every long batch.
 LENGTH_PERCENTILE = 99
-LONG_TEXT_TOKENS = 256
 # Evaluations during training read at most this many validation examples (a fixed random sample); the best adapter
 # is then scored on all of them. A large validation set otherwise costs as much as training on long texts.
 EVAL_SAMPLE = 1000
@@ -51,8 +47,8 @@ class TrainingArguments:
     epochs: int | None = field(
         default=None,
         metadata={
-            "help": f"Passes over the training data; empty: chosen from its size (about {STEP_BUDGET} steps and at "
-            f"most {POSITION_BUDGET / 1e6:g}M token positions, {MIN_AUTO_EPOCHS} to {MAX_AUTO_EPOCHS} epochs)."
+            "help": f"Passes over the training data; empty: chosen from its size (about {STEP_BUDGET} steps, "
+            f"{MIN_AUTO_EPOCHS} to {MAX_AUTO_EPOCHS} epochs)."
         },
     )
     lr: float | None = field(
@@ -103,9 +99,8 @@ class TrainingArguments:
     max_length: int | None = field(
         default=None,
         metadata={
-            "help": f"Longest input in tokens, prompt included; longer texts are truncated. Empty: the "
-            f"{LENGTH_PERCENTILE}th percentile of the training texts, at most {LONG_TEXT_TOKENS} (or the base "
-            "model's limit)."
+            "help": f"Longest input in tokens, prompt included; longer texts are truncated (the head is kept). Empty: "
+            f"the {LENGTH_PERCENTILE}th percentile of the training texts, capped by the base model's limit."
         },
     )
     device: str | None = field(
@@ -159,26 +154,21 @@ class TrainingArguments:
                 raise ConfigError(message)
 
 
-def auto_epochs(n_train: int, batch_size: int, processes: int = 1, positions_per_epoch: int | None = None) -> int:
-    """Epochs for about ``STEP_BUDGET`` steps: many passes over small data, one or two over large data; fewer when
-    an epoch computes so many positions (``positions_per_epoch``) that they would pass ``POSITION_BUDGET``.
+def auto_epochs(n_train: int, batch_size: int, processes: int = 1) -> int:
+    """Epochs for about ``STEP_BUDGET`` steps: many passes over small data, one or two over large data.
 
-    >>> auto_epochs(180, 32), auto_epochs(4500, 32), auto_epochs(45000, 32), auto_epochs(400, 32, 1, 400 * 256)
-    (20, 8, 1, 10)
+    >>> auto_epochs(180, 32), auto_epochs(4500, 32), auto_epochs(45000, 32)
+    (20, 8, 1)
     """
     steps_per_epoch = math.ceil(n_train / (batch_size * processes))
-    epochs = min(MAX_AUTO_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch))
-    if positions_per_epoch:
-        epochs = min(epochs, math.ceil(POSITION_BUDGET / positions_per_epoch))
-    return max(MIN_AUTO_EPOCHS, epochs)
+    return max(MIN_AUTO_EPOCHS, min(MAX_AUTO_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch)))
 
 
 def auto_max_length(lengths: Sequence[int], limit: int) -> int:
-    """The ``LENGTH_PERCENTILE``th percentile of ``lengths``, rounded up to a multiple of 8, capped by ``limit`` and
-    by ``LONG_TEXT_TOKENS``.
+    """The ``LENGTH_PERCENTILE``th percentile of ``lengths``, rounded up to a multiple of 8, capped by ``limit``.
 
-    >>> auto_max_length([10] * 99 + [500], 512), auto_max_length([300] * 100, 512)
-    (16, 256)
+    >>> auto_max_length([10] * 99 + [500], 512), auto_max_length([900] * 100, 512)
+    (16, 512)
     """
     q = math.ceil(float(np.percentile(lengths, LENGTH_PERCENTILE)))
-    return min(max(lengths), 8 * math.ceil(q / 8), limit, LONG_TEXT_TOKENS)
+    return min(max(lengths), 8 * math.ceil(q / 8), limit)

@@ -1,49 +1,45 @@
-"""What the automatic settings choose for long texts: a capped length, fewer epochs when positions pile up."""
+"""What the automatic settings choose for long texts: the base model's whole length, the head of each text, and a
+note of how many were cut; a time budget, not a shorter cut, is what makes a long run shorter."""
 
 from __future__ import annotations
 
-import pytest
-
-from ptuning import training_args
 from ptuning.train import TrainingArguments, plan_training, train
-from ptuning.training_args import LONG_TEXT_TOKENS, POSITION_BUDGET, auto_epochs, auto_max_length
+from ptuning.training_args import auto_epochs, auto_max_length
 
 
-def test_the_automatic_length_of_long_texts_stops_at_the_long_text_cap():
+def test_the_automatic_length_of_long_texts_is_the_base_models_limit():
     assert auto_max_length([40] * 100, 512) == 40  # short texts: their own length
-    assert auto_max_length([300] * 100, 512) == LONG_TEXT_TOKENS  # long ones: the cap
-    assert auto_max_length([300] * 100, 128) == 128  # a base model's smaller limit comes first
+    assert auto_max_length([900] * 100, 512) == 512  # long ones: all the base model reads
+    assert auto_max_length([900] * 99 + [30], 128) == 128
 
 
-def test_epochs_fit_the_position_budget_only_when_an_epoch_computes_many_positions():
-    sentences = 1800 * 32  # movie polarity: 1,800 sentences of 32 positions on average with the prompt
-    assert auto_epochs(1800, 32, 1, sentences) == auto_epochs(1800, 32) == 18
-    long = 400 * LONG_TEXT_TOKENS
-    assert auto_epochs(400, 32, 1, long) == -(-POSITION_BUDGET // long) < auto_epochs(400, 32)
-    assert auto_epochs(50, 32, 1, 10**9) == 1  # never under one epoch
+def test_long_texts_keep_the_epochs_of_their_number():
+    assert auto_epochs(369, 32) == 20  # 369 man pages: 12 steps an epoch, at most 20 epochs like any small set
 
 
-@pytest.fixture
-def small_caps(monkeypatch):
-    """The tiny test models read 128 positions at most: scale the long-text cap and the budget down to them."""
-    monkeypatch.setattr(training_args, "LONG_TEXT_TOKENS", 48)
-    monkeypatch.setattr(training_args, "POSITION_BUDGET", 48 * 32 * 3)
+def config(tiny) -> dict:
+    return {"base_model": tiny("bert"), "num_virtual_tokens": 2}
 
 
-def test_a_run_on_long_texts_cuts_them_at_the_cap_and_says_so(tiny, sentiment, small_caps):
-    data = sentiment(32, long=32)  # every text 100 filler words longer than the cap
-    result = train(data, config={"base_model": tiny("bert"), "num_virtual_tokens": 2},
-                   args=TrainingArguments(batch_size=8, val_split=0.25, device="cpu"))  # fmt: skip
-    training = result.model.info["training"]
-    assert training["max_length"] == 48
-    assert any("longer than 48 tokens" in w and "max_length" in w for w in result.warnings)
-    assert training["epochs"] == -(-48 * 32 * 3 // (24 * 48))  # the position budget, not the step budget's 20
-    assert plan_training(data, config={"base_model": tiny("bert"), "num_virtual_tokens": 2},
-                         args=TrainingArguments(batch_size=8, val_split=0.25, device="cpu")).epochs == training["epochs"]
+def test_a_run_on_long_texts_keeps_their_heads_up_to_the_limit_and_says_how_many_were_cut(tiny, sentiment):
+    import dataclasses
+
+    short = sentiment(32, long=32)  # texts of 105 words; three times over: longer than the tiny model's 128 positions
+    data = dataclasses.replace(short, texts=[" ".join([t] * 3) for t in short.texts])
+    result = train(data, config=config(tiny), args=TrainingArguments(epochs=1, batch_size=8, val_split=0.25))
+    assert result.model.info["training"]["max_length"] == 128
+    assert any("longer than 128 tokens" in w and "were truncated" in w for w in result.warnings)
+    encoded = result.model.encode(data.texts[:1], None, 128).examples[0]
+    head = result.model.encode([" ".join(data.texts[0].split()[:5])], None, 128).examples[0]
+    assert encoded.input_ids[: len(head.input_ids) - 1] == head.input_ids[:-1]  # the head is kept, the tail cut
 
 
-def test_a_given_length_or_epochs_stand(tiny, sentiment, small_caps):
-    data = sentiment(32, long=32)
-    args = TrainingArguments(batch_size=8, val_split=0.25, device="cpu", max_length=96, epochs=2)
-    result = train(data, config={"base_model": tiny("bert"), "num_virtual_tokens": 2}, args=args)
-    assert result.model.info["training"]["max_length"] == 96 and result.model.info["training"]["epochs"] == 2
+def test_a_time_budget_shortens_a_long_run_by_its_epochs(tiny, sentiment, monkeypatch):
+    from ptuning.estimate import Calibration
+
+    slow = Calibration(train_linear=1e-2, train_quadratic=0.0, eval_linear=1e-4, eval_quadratic=0.0)
+    monkeypatch.setattr("ptuning.train.calibrate", lambda *a, **k: slow)  # a step of 8 x 128 tokens: ~10 s
+    data = sentiment(64, long=64)
+    free = plan_training(data, config=config(tiny), args=TrainingArguments(batch_size=8))
+    fitted = plan_training(data, config=config(tiny), args=TrainingArguments(batch_size=8, time_budget=300))
+    assert free.epochs == 20 and fitted.epochs < free.epochs and fitted.estimated_s <= 0.9 * 300

@@ -265,7 +265,7 @@ def test_auto_epochs_give_small_data_many_passes_and_large_data_few():
 def test_auto_max_length_cuts_outliers_only():
     assert auto_max_length([12] * 99 + [300], 512) == 16
     assert auto_max_length([5, 6, 7], 512) == 7  # never more than the longest example
-    assert auto_max_length([600] * 10, 200) == 200  # the base model's limit (long texts: test_long_texts.py)
+    assert auto_max_length([600] * 10, 512) == 512  # long texts: the base model's limit (test_long_texts.py)
 
 
 def test_auto_max_length_truncates_the_rare_long_text(tiny, sentiment):
