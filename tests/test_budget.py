@@ -146,3 +146,24 @@ def test_the_cli_prints_the_estimate_first_and_honours_the_budget(tiny, tmp_path
     assert "--time-budget SECONDS" in subprocess.run(
         [sys.executable, "-m", "ptuning", "train", "--help"], cwd=ROOT, capture_output=True, text=True
     ).stdout
+
+
+def test_calibration_times_one_length_when_every_text_is_cut_at_the_limit(tiny, sentiment, monkeypatch):
+    from ptuning import PromptClassifier
+
+    clf = PromptClassifier(tiny("bert"), labels=["neg", "pos"], num_virtual_tokens=2)
+    timed = []
+    def fake_time(model, batch):  # the padded length, as _time measures it, and fixed seconds
+        timed.append(len(batch))
+        return len(model.collate(list(batch))["input_ids"][0]), 1.0, 0.5
+
+    monkeypatch.setattr(estimate, "_time", fake_time)
+    monkeypatch.setattr(estimate, "_cache", {})
+    same = clf.encode(sentiment(8).texts, None, 8).examples  # all cut to the same 8 positions
+    estimate.calibrate(clf, same, batch_size=4)
+    assert len(timed) == 1
+    monkeypatch.setattr(estimate, "_cache", {})
+    timed.clear()
+    varied = clf.encode(sentiment(16, long=4).texts, None, 128).examples  # the median short, the longest long
+    estimate.calibrate(clf, varied, batch_size=4)
+    assert len(timed) == 2
