@@ -2,8 +2,9 @@
 
 A training step costs about ``a·B·L + b·B·L²`` seconds for ``B`` examples padded to ``L`` tokens (the linear layers,
 then attention), and an evaluation batch the same with its own, smaller coefficients (a forward pass alone).
-``calibrate`` times one training step (forward and backward, no update) and one evaluation pass at two lengths, on the
-run's own adapter, and solves for the coefficients; ``estimate_run`` prices every planned batch with them.
+``calibrate`` times a training step (forward and backward, no update) and an evaluation pass at two lengths (one when
+every text is cut at the limit), the median of four tries each, on the run's own adapter, and solves for the
+coefficients; ``estimate_run`` prices every planned batch with them.
 
 Calibrations are kept for the process per backbone, device, method and prompt length, so that the second estimate
 (the app's, when a setting changes) is immediate. Timing draws no random numbers from the run: dropout in the
@@ -27,8 +28,6 @@ from .model import PromptClassifier
 
 CALIBRATION_TOKENS = 8192
 TIMED_TRIES = 4
-STEADY_SECONDS = 1.0  # a step and evaluation this long time steadily: one timed try is enough (calibration is paid
-# out of a time budget: 10 tries of a 512-token batch took over a minute of a 2-minute budget on 2 CPU cores)
 _cache: dict[tuple, "Calibration"] = {}
 _cache_lock = threading.Lock()
 
@@ -105,7 +104,7 @@ def calibrate(clf: PromptClassifier, examples: Sequence, batch_size: int) -> Cal
 
 def _time(clf: PromptClassifier, examples: Sequence) -> tuple[int, float, float]:
     """``(padded length, seconds of a training step, seconds of an evaluation pass)``: the median of TIMED_TRIES
-    tries (typical steps, not the luckiest: with the fastest of two, estimates of short-text runs were 25-55 % off,
+    tries (typical steps, not the luckiest: with the fastest of two, estimates of short-text runs were 24-77 % off,
     both ways, on a 2-core CPU)."""
     inputs = clf.collate(list(examples))
     length = inputs["input_ids"].shape[1]
@@ -128,8 +127,6 @@ def _time(clf: PromptClassifier, examples: Sequence) -> tuple[int, float, float]
             if attempt:
                 train_times.append(train_time)
                 eval_times.append(eval_time)
-                if train_time + eval_time > STEADY_SECONDS:
-                    break
     clf.train(was_training)
     return length, statistics.median(train_times), statistics.median(eval_times)
 

@@ -152,7 +152,7 @@ def search(
         began = time.perf_counter()
         result = train(
             data, eval_data=eval_data, config={**fixed, **_config_part(params)},
-            args=dataclasses.replace(trial_args, **_args_part(params), time_budget=left and max(left, 1e-3)),
+            args=dataclasses.replace(trial_args, **_args_part(params), time_budget=None if left is None else max(left, 1e-3)),
             callbacks=[*callbacks, _Report(handle, pruned)], cancel=lambda: pruned.is_set() or _is_set(cancel),
             description=description,
         )  # fmt: skip

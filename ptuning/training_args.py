@@ -33,7 +33,8 @@ MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 20
 # rounded up to a multiple of 8: a few outliers are truncated instead of setting the cost of every long batch.
 LENGTH_PERCENTILE = 99
 # Evaluations during training read at most this many validation examples (a fixed random sample); the best adapter
-# is then scored on all of them. A large validation set otherwise costs as much as training on long texts.
+# is then scored on all of them. An evaluation costs in proportion to its examples: a large validation file otherwise
+# costs as much as many training steps.
 EVAL_SAMPLE = 1000
 # With eval_steps unset, runs of fewer than this many epochs evaluate (and checkpoint) every 1/SHORT_RUN_EVALUATIONS
 # of their steps, rounded up, and after the last step: at most this many times (a 6-step run: at steps 2, 4 and 6).
