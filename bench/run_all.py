@@ -40,6 +40,9 @@ FULL = {  # the runs behind BENCHMARKS.md's tables
                             "mean", "--num-virtual-tokens", "5", "20", "--epochs", "4",
                             "--name", "accuracy-full-split"],
     "cli-accuracy": ["cli_accuracy.py", "--train-size", "2000", "--test-size", "1000", "--epochs", "4"],
+    "cli-manpages": ["cli_accuracy.py", "--data", "manpages", "--holdout", "--name", "cli-manpages-defaults"],
+    "cli-questions": ["cli_accuracy.py", "--data", "questions", "--holdout", "--name", "cli-questions-defaults"],
+    "long-cuts": ["long_cuts.py", "--data", "manpages"],
     "serve-load": ["serve_load.py"],
 }  # fmt: skip
 SMOKE = {
@@ -51,6 +54,10 @@ SMOKE = {
     "baselines": ["baselines.py", "--train-size", "256", "--test-size", "256", "--epochs", "1"],
     "accuracy": ["accuracy.py", "--train-size", "128", "--test-size", "128", "--epochs", "1"],
     "cli-accuracy": ["cli_accuracy.py", "--train-size", "128", "--test-size", "64", "--epochs", "1"],
+    "cli-manpages": ["cli_accuracy.py", "--data", "manpages", "--holdout", "--train-size", "40", "--test-size", "20",
+                     "--epochs", "1"],
+    "long-cuts": ["long_cuts.py", "--data", "manpages", "--train-size", "40", "--test-size", "20", "--cuts",
+                  "head-128", "chunks-2x256"],
     "serve-load": ["serve_load.py", "--concurrency", "1", "8", "--adapters", "1", "2", "--requests", "30",
                    "--seconds", "5", "--baseline-requests", "20", "--memory-adapters", "5", "--repeats", "1",
                    "--name", "serve-load-smoke"],
