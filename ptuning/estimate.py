@@ -93,7 +93,7 @@ def calibrate(clf: PromptClassifier, examples: Sequence, batch_size: int) -> Cal
     short = by_length[len(by_length) // 2 : len(by_length) // 2 + size] or by_length[:size]
     long = by_length[-size:]
     first = _time(clf, short)
-    same = len(clf.collate(list(long))["input_ids"][0]) == first[0]  # every text cut at the limit: one length
+    same = max(len(e.input_ids) for e in long) == first[0]  # every text cut at the limit: one length
     points = [first, first if same else _time(clf, long)]
     (l1, t1, e1), (l2, t2, e2) = points
     calibration = Calibration(*_fit(size, l1, t1, l2, t2), *_fit(size, l1, e1, l2, e2))
