@@ -849,7 +849,7 @@ def estimate_text(data, base_model, method, prompt_length, placement, epochs, le
     except PtuningError:
         return ""  # Train says what is wrong, in one line
     text = f"**Estimate:** about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, "
-    text += f"{state.epochs} epochs) on {device_name()}"
+    text += f"{state.epochs} epochs, texts cut at {state.max_length} tokens) on {device_name()}"
     if args.time_budget:
         text += f"; it stops at {duration(args.time_budget)} at the latest (your budget or this server's limit)"
     if search_settings:

@@ -324,7 +324,8 @@ def _adapter_options(a: argparse.Namespace) -> dict:
 def _estimate_line(state, args: TrainingArguments) -> str:
     from .estimate import duration
 
-    line = f"about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, {state.epochs} epochs)"
+    line = f"about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, {state.epochs} epochs"
+    line += f", texts cut at {state.max_length} tokens)"
     if args.time_budget:
         line += f", planned to fit the time budget of {duration(args.time_budget)}"
     return line

@@ -6,9 +6,9 @@ then attention), and an evaluation batch the same with its own, smaller coeffici
 every text is cut at the limit), the median of four tries each, on the run's own adapter, and solves for the
 coefficients; ``estimate_run`` prices every planned batch with them.
 
-Calibrations are kept for the process per backbone, device, method and prompt length, so that the second estimate
-(the app's, when a setting changes) is immediate. Timing draws no random numbers from the run: dropout in the
-timed steps uses a forked generator, and no weight changes.
+Calibrations are kept for the process per backbone, device, method, prompt length and longest example, so that the
+second estimate (the app's, when a setting changes) is immediate. Timing draws no random numbers from the run:
+dropout in the timed steps uses a forked generator, and no weight changes.
 """
 
 from __future__ import annotations
@@ -81,14 +81,14 @@ def duration(seconds: float) -> str:
 def calibrate(clf: PromptClassifier, examples: Sequence, batch_size: int) -> Calibration:
     """This device's speed for ``clf`` on batches like ``examples``'s (cached per backbone, device, method, prompt)."""
     c = clf.config
-    key = (clf.backbone.name, str(clf.device), c.method.value, c.num_virtual_tokens, c.pooling.value, c.task)
+    longest = max((len(e.input_ids) for e in examples), default=1)  # a run cut shorter is timed at its own cut
+    key = (clf.backbone.name, str(clf.device), c.method.value, c.num_virtual_tokens, c.pooling.value, c.task, longest)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
     by_length = sorted(examples, key=lambda e: len(e.input_ids))
     # The run's own batch size (a smaller batch costs more per token: measured 45 % more at 8 than at 32 on 2 CPU
     # cores), unless its longest batch would hold more than CALIBRATION_TOKENS tokens: then timing would take long.
-    longest = len(by_length[-1].input_ids) if by_length else 1
     size = max(1, min(batch_size, len(by_length), CALIBRATION_TOKENS // longest))
     short = by_length[len(by_length) // 2 : len(by_length) // 2 + size] or by_length[:size]
     long = by_length[-size:]

@@ -91,6 +91,13 @@ __all__ = [
 # The share of a time budget left after setup that the plan may fill: estimates are within about 10-20 %, and the
 # loop's own stop (before a step that would end past the budget) catches the rest.
 BUDGET_SHARE = 0.9
+# A time budget with the automatic length and epochs cuts the texts shorter (halving the length, not below
+# MIN_BUDGET_LENGTH tokens) until at least BUDGET_EPOCHS epochs fit. On 410 man pages (BENCHMARKS.md) one epoch at
+# 512 tokens left a coin-toss adapter (0.51), while 128 tokens over 11 epochs reached 0.79 and 256 over 11, 0.81:
+# passes over the data matter more than the tail of each text, once a budget forbids both.
+BUDGET_EPOCHS = 5
+MIN_BUDGET_LENGTH = 64
+_TRUNCATED = " were truncated"  # marks the note of how many training examples were cut
 _HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss")  # an evaluation's entry: these, then its metrics
 
 
@@ -116,6 +123,7 @@ class TrainState:
     stopped_early: bool = False
     budget_reached: bool = False  # stopped at args.time_budget
     estimated_s: float | None = None  # the expected time of the steps and evaluations, from ``estimate.py``
+    max_length: int = 0  # tokens an example is cut to (prompt and special tokens included)
     warnings: list[str] = field(default_factory=list)  # about the data: duplicates, truncated texts...
 
 
@@ -376,15 +384,16 @@ class Trainer:
         self.deadline = started + args.time_budget if args.time_budget else None
         self.calibration = calibrate(clf, data.train_examples, args.batch_size)
         self.plan = _plan(args, clf, data, accelerator.num_processes)
-        if self.deadline is not None:
-            self.plan = self._fit_budget(self.plan)
+        self._fit_length()
+        self.plan = self._fit_budget(self.plan)
         self.estimate = self._estimate(self.plan)
         self.optimizer = _optimizer(clf, self.plan, args.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_schedule(self.plan.total_steps, self.plan.warmup_steps)
         )
-        self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs, warnings=data.warnings,
-                                estimated_s=self.estimate.seconds)  # fmt: skip
+        self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs,
+                                warnings=self.data.warnings, estimated_s=self.estimate.seconds,
+                                max_length=self.plan.max_length)  # fmt: skip
         self.record = _Record()
         self.clock = _Clock()
         self.last_eval_s: float | None = None
@@ -453,14 +462,59 @@ class Trainer:
             seed=args.seed,
         )  # fmt: skip
 
+    def _fit_length(self) -> None:
+        """Under a time budget, with the automatic length and epochs: the longest cut of the texts (the automatic
+        length, halved down to MIN_BUDGET_LENGTH) at which BUDGET_EPOCHS epochs fit, the data re-encoded and the
+        device timed again at it. A resumed run takes its checkpoint's length, budget or not."""
+        args, plan = self.args, self.plan
+        if args.max_length is not None:
+            return
+        if args.resume:
+            saved = saved_plan(Path(args.checkpoint_dir)) if args.checkpoint_dir is not None else None
+            if saved is not None and saved.get("max_length") in _shorter_lengths(plan.max_length):
+                self._cut_to(saved["max_length"], "as in the run being resumed (its time budget chose it)")
+            return
+        if self.deadline is None or args.epochs is not None:
+            return
+        epochs = min(BUDGET_EPOCHS, plan.epochs)
+        left = (self.deadline - time.monotonic()) * BUDGET_SHARE
+        if self._seconds_at(plan.max_length, epochs) <= left:
+            return
+        chosen = plan.max_length
+        for chosen in _shorter_lengths(plan.max_length):
+            if self._seconds_at(chosen, epochs) <= left:
+                break
+        if chosen != plan.max_length:
+            self._cut_to(chosen, f"so that at least {epochs} epochs fit the time budget (a longer budget, or a "
+                         "max_length, keeps more of each text)")  # fmt: skip
+
+    def _cut_to(self, length: int, why: str) -> None:
+        """Re-encode the run's examples at ``length`` tokens, time the device at it, and say so in the warnings."""
+        self.data = _reencoded(self.data, self.clf, length, f"not the automatic {self.plan.max_length}, {why}")
+        self.calibration = calibrate(self.clf, self.data.train_examples, self.args.batch_size)
+        self.plan = dataclasses.replace(self.plan, max_length=length)
+
+    def _seconds_at(self, length: int, epochs: int) -> float:
+        """The priced time of ``epochs`` automatic epochs with every example cut to ``length`` tokens."""
+        data, plan = self.data, _replan(self.plan, epochs, epochs * self.plan.steps_per_epoch, self.args)
+        val = [min(len(e.input_ids), length) for e in data.validation()[0]] if data.val_examples is not None else None
+        estimate = estimate_run(
+            self.calibration, [min(len(e.input_ids), length) for e in data.train_examples], val,
+            batch_size=self.args.batch_size, eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
+            steps_per_epoch=plan.steps_per_epoch, eval_every=plan.eval_every, processes=plan.processes,
+            seed=self.args.seed,
+        )  # fmt: skip
+        return estimate.seconds
+
     def _fit_budget(self, plan: Plan) -> Plan:
-        """The plan that fits the time left: fewer automatic epochs, or part of one; on resume, the saved plan."""
+        """The plan that fits the time left: fewer automatic epochs, or part of one; on resume, the saved plan
+        (budget or not: a run resumed without its budget continues the plan the budget made)."""
         args = self.args
         if args.resume and args.checkpoint_dir is not None:
             saved = saved_plan(Path(args.checkpoint_dir))
             if saved is not None:
                 return _replan(plan, saved["epochs"], saved["total_steps"], args)
-        if args.epochs is not None:
+        if self.deadline is None or args.epochs is not None:
             return plan  # the user's epochs stand; the budget only stops the run
         left = (self.deadline - time.monotonic()) * BUDGET_SHARE
         estimate = self._estimate(plan)  # priced once: fewer epochs only change how many steps and evaluations
@@ -741,7 +795,7 @@ def _run_data(data: Dataset, eval_data: Dataset | None, clf: PromptClassifier, a
     if truncated:
         warnings.append(
             f"{truncated} of {len(train_data)} training examples are longer than {max_length} tokens (prompt "
-            "included) and were truncated; raise max_length to keep more of them"
+            f"included) and{_TRUNCATED}; raise max_length to keep more of them"
         )
     val_examples = None
     if val_data is not None:
@@ -757,6 +811,26 @@ def _run_data(data: Dataset, eval_data: Dataset | None, clf: PromptClassifier, a
         val_targets=None if val_data is None else torch.tensor(val_data.labels, dtype=dtype), warnings=warnings,
         val_sample=sample,
     )  # fmt: skip
+
+
+def _reencoded(data: RunData, clf: PromptClassifier, max_length: int, why: str) -> RunData:
+    """``data`` with its training and validation examples laid out again at ``max_length`` tokens, the note of
+    truncated examples replaced by the new count and ``why``."""
+    _, examples, truncated = _encode_training(clf, data.train, max_length)
+    val = None if data.val is None else clf.encode(data.val.texts, data.val.text_pairs, max_length).examples
+    warnings = [w for w in data.warnings if _TRUNCATED not in w]
+    warnings.append(f"{truncated} of {len(data.train)} training examples{_TRUNCATED} at {max_length} tokens, {why}")
+    return dataclasses.replace(data, max_length=max_length, train_examples=examples, val_examples=val,
+                               warnings=warnings)  # fmt: skip
+
+
+def _shorter_lengths(length: int) -> list[int]:
+    """The cuts a time budget may choose below ``length``: halved, rounded up to a multiple of 8, down to
+    MIN_BUDGET_LENGTH (none when ``length`` is already that short)."""
+    out = []
+    while (length := 8 * math.ceil(length / 16)) >= MIN_BUDGET_LENGTH:
+        out.append(length)
+    return out
 
 
 def _encode_training(clf: PromptClassifier, train: Dataset, max_length: int | None) -> tuple[int, list, int]:

@@ -1,5 +1,6 @@
 """What the automatic settings choose for long texts: the base model's whole length, the head of each text, and a
-note of how many were cut; a time budget, not a shorter cut, is what makes a long run shorter."""
+note of how many were cut; without a budget nothing shorter. A time budget that cannot hold a few epochs at that
+length cuts the texts shorter until it can."""
 
 from __future__ import annotations
 
@@ -43,3 +44,63 @@ def test_a_time_budget_shortens_a_long_run_by_its_epochs(tiny, sentiment, monkey
     free = plan_training(data, config=config(tiny), args=TrainingArguments(batch_size=8))
     fitted = plan_training(data, config=config(tiny), args=TrainingArguments(batch_size=8, time_budget=300))
     assert free.epochs == 20 and fitted.epochs < free.epochs and fitted.estimated_s <= 0.9 * 300
+
+
+def long_texts(sentiment, n: int = 64):
+    """``n`` texts of ~315 words: all cut at the tiny model's 128 positions."""
+    import dataclasses
+
+    short = sentiment(n, long=n)
+    return dataclasses.replace(short, texts=[" ".join([t] * 3) for t in short.texts])
+
+
+def plan(tiny, sentiment, monkeypatch, **args):
+    """The plan of 64 long texts (cut at the tiny model's 128) with a step of 8 x 128 tokens priced ~10 s."""
+    from ptuning.estimate import Calibration
+
+    slow = Calibration(train_linear=1e-2, train_quadratic=0.0, eval_linear=1e-4, eval_quadratic=0.0)
+    monkeypatch.setattr("ptuning.train.calibrate", lambda *a, **k: slow)
+    return plan_training(long_texts(sentiment), config=config(tiny), args=TrainingArguments(batch_size=8, **args))
+
+
+def test_a_budget_too_short_for_five_epochs_cuts_long_texts_until_they_fit(tiny, sentiment, monkeypatch):
+    free = plan(tiny, sentiment, monkeypatch)
+    assert free.max_length == 128 and free.epochs == 20  # no budget: the whole length, every epoch
+    # 8 steps an epoch of ~10 s at 128 tokens: 300 s (270 to plan) hold 3 epochs; at 64 tokens they hold 6
+    tight = plan(tiny, sentiment, monkeypatch, time_budget=300)
+    assert tight.max_length == 64 and tight.epochs >= 5 and tight.estimated_s <= 0.9 * 300
+    assert any("at 64 tokens, not the automatic 128" in w and "time budget" in w for w in tight.warnings)
+    assert not any("longer than 128 tokens" in w for w in tight.warnings)  # the old count is replaced, not kept
+    roomy = plan(tiny, sentiment, monkeypatch, time_budget=600)  # 5 epochs at 128 tokens fit: nothing is cut
+    assert roomy.max_length == 128 and 5 <= roomy.epochs < 20
+
+
+def test_a_budget_leaves_a_given_length_or_given_epochs_alone(tiny, sentiment, monkeypatch):
+    assert plan(tiny, sentiment, monkeypatch, time_budget=300, max_length=128).max_length == 128
+    assert plan(tiny, sentiment, monkeypatch, time_budget=300, epochs=2).max_length == 128
+
+
+def test_a_run_cut_by_its_budget_trains_at_the_cut_and_resumes_there_without_it(tiny, sentiment, monkeypatch,
+                                                                                 tmp_path):  # fmt: skip
+    import threading
+
+    from ptuning.estimate import Calibration
+    from ptuning.train import Callback
+
+    slow = Calibration(train_linear=1e-2, train_quadratic=0.0, eval_linear=1e-4, eval_quadratic=0.0)
+    monkeypatch.setattr("ptuning.train.calibrate", lambda *a, **k: slow)  # priced slow, trains fast
+    stop = threading.Event()
+
+    class StopAtThree(Callback):
+        def on_step_end(self, state):
+            if state.step == 3:
+                stop.set()
+
+    data, ckpt = long_texts(sentiment), str(tmp_path / "ckpt")
+    first = train(data, config=config(tiny), cancel=stop, callbacks=[StopAtThree()],
+                  args=TrainingArguments(batch_size=8, time_budget=300, checkpoint_dir=ckpt))  # fmt: skip
+    assert first.state.cancelled and first.state.step == 3
+    again = train(data, config=config(tiny), out_dir=tmp_path / "out",
+                  args=TrainingArguments(batch_size=8, checkpoint_dir=ckpt, resume=True))  # no budget this time
+    assert again.state.max_length == 64 and again.state.total_steps == first.state.total_steps
+    assert again.state.step > 3 and again.model.info["training"]["max_length"] == 64
