@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--num-virtual-tokens", type=int, nargs="+", default=[20],
                    help="prompt lengths for start/middle/end (a template sets its own)")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one run per seed (default: --seed)")
+    p.add_argument("--inits", nargs="+", choices=("vocab", "labels", "random"), default=["vocab"],
+                   help="prompt inits (vocab: ptuning's default; labels: the label names' words first)")
     p.add_argument("--lr", type=float, default=None, help="prompt lr (default: ptuning's per-method default)")
     p.add_argument("--head-lr", type=float, default=None, help="head lr (default: ptuning's, 1e-2)")
     p.add_argument("--ours", choices=("train", "local"), default="train",
@@ -63,12 +65,13 @@ def main() -> None:
         runs = json.loads(previous.read_text())["results"]["runs"]
         log(f"resuming: {len(runs)} runs done")
     seeds = args.seeds or [args.seed]
-    grid = list(itertools.product(args.methods, args.placements, args.poolings, args.num_virtual_tokens, seeds))
-    for i, (method, placement, pooling, n, seed) in enumerate(grid, 1):
-        key = run_key(method, placement, pooling, n, seed, args)
+    grid = list(itertools.product(args.methods, args.placements, args.poolings, args.num_virtual_tokens, args.inits,
+                                  seeds))  # fmt: skip
+    for i, (method, placement, pooling, n, init, seed) in enumerate(grid, 1):
+        key = run_key(method, placement, pooling, n, init, seed, args)
         if key in runs:
             continue
-        runs[key] = one_run(method, placement, pooling, n, seed, split, args)
+        runs[key] = one_run(method, placement, pooling, n, init, seed, split, args)
         r = runs[key]
         log(f"[{i}/{len(grid)}] {key}: best {r['best_accuracy']:.4f} at epoch {r['best_epoch']}, "
             f"{r['mean_epoch_wall_s']:.1f} s/epoch")  # fmt: skip
@@ -77,11 +80,13 @@ def main() -> None:
     print_table(runs)
 
 
-def run_key(method: str, placement: str, pooling: str, n: int, seed: int, args) -> str:
-    """``method | placement | pooling``, plus ``| n=..`` and ``| seed=..`` when those are swept."""
+def run_key(method: str, placement: str, pooling: str, n: int, init: str, seed: int, args) -> str:
+    """``method | placement | pooling``, plus ``| n=..``, ``| init=..`` and ``| seed=..`` when those are swept."""
     key = f"{method} | {placement} | {pooling}"
     if len(args.num_virtual_tokens) > 1 or args.num_virtual_tokens != [20]:
         key += f" | n={n}"
+    if args.inits != ["vocab"]:
+        key += f" | init={init}"
     if args.seeds:
         key += f" | seed={seed}"
     return key
@@ -102,11 +107,12 @@ def spread(values: list[float]) -> dict:
             "min": min(values), "max": max(values)}  # fmt: skip
 
 
-def one_run(method: str, placement: str, pooling: str, n: int, seed: int, split, args) -> dict:
+def one_run(method: str, placement: str, pooling: str, n: int, init: str, seed: int, split, args) -> dict:
     from ptuning import PromptClassifier, PromptConfig
 
     seed_everything(seed)
-    config = PromptConfig(labels=list(split.label_names), method=method, placement=placement, pooling=pooling, num_virtual_tokens=n)
+    config = PromptConfig(labels=list(split.label_names), method=method, placement=placement, pooling=pooling,
+                          num_virtual_tokens=n, init=init)  # fmt: skip
     clf = PromptClassifier(config=config, device="cpu")
     log_, summary = train_ours(
         clf, split.train_texts, split.train_labels, split.test_texts, split.test_labels, epochs=args.epochs,
@@ -130,6 +136,7 @@ def one_run(method: str, placement: str, pooling: str, n: int, seed: int, split,
         "padding_fraction": round(1 - sum(log_.real_tokens) / positions, 4),
         "trainable_parameters": clf.num_trainable_parameters(),
         "num_virtual_tokens": clf.config.num_virtual_tokens,
+        "init": init,
         "seed": seed,
         "lr": summary["lr"],
         "head_lr": summary["head_lr"],
