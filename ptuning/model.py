@@ -32,6 +32,9 @@ from .hub import adapter_directory, push_adapter
 from .placement import parse_placement
 from .seeding import Dropout
 
+# Deep tables start at what each layer receives from the init prompt (True) or all at the init prompt itself (False)
+DEEP_FROM_LAYERS = False
+
 
 class LinearHead(nn.Module):
     """Our own head: dropout (its masks from the running step's generator), then one linear layer over the pooled
@@ -88,7 +91,10 @@ class PromptClassifier(nn.Module):
             self.prompt = PromptEncoder(init, config.encoder_type, config.encoder_hidden_size, generator)
         else:
             self.prompt = PromptTable(init)
-        self.deep = DeepPrompts(backbone.num_layers, init) if config.method == Method.DEEP else None
+        self.deep = None
+        if config.method == Method.DEEP:
+            tables = backbone.layer_inputs(init) if DEEP_FROM_LAYERS and len(init) else None
+            self.deep = DeepPrompts(backbone.num_layers, init, tables)
         if config.pooling == Pooling.MODEL:
             self.head = backbone.new_head(config.num_labels, generator)
         else:
