@@ -452,12 +452,13 @@ class Trainer:
         """One evaluation's time: the last one measured, else the estimate."""
         return self.last_eval_s if self.last_eval_s is not None else self.estimate.seconds_per_evaluation
 
-    def _estimate(self, plan: Plan):
-        data, args = self.data, self.args
-        val = [len(e.input_ids) for e in data.validation()[0]] if data.val_examples is not None else None
+    def _estimate(self, plan: Plan, cut: int | None = None):
+        """``plan`` priced on this run's examples (each cut to ``cut`` tokens when given)."""
+        data, args, cut = self.data, self.args, cut or math.inf
+        val = [min(len(e.input_ids), cut) for e in data.validation()[0]] if data.val_examples is not None else None
         return estimate_run(
-            self.calibration, [len(e.input_ids) for e in data.train_examples], val, batch_size=args.batch_size,
-            eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
+            self.calibration, [min(len(e.input_ids), cut) for e in data.train_examples], val,
+            batch_size=args.batch_size, eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
             steps_per_epoch=plan.steps_per_epoch, eval_every=plan.eval_every, processes=plan.processes,
             seed=args.seed,
         )  # fmt: skip
@@ -496,15 +497,8 @@ class Trainer:
 
     def _seconds_at(self, length: int, epochs: int) -> float:
         """The priced time of ``epochs`` automatic epochs with every example cut to ``length`` tokens."""
-        data, plan = self.data, _replan(self.plan, epochs, epochs * self.plan.steps_per_epoch, self.args)
-        val = [min(len(e.input_ids), length) for e in data.validation()[0]] if data.val_examples is not None else None
-        estimate = estimate_run(
-            self.calibration, [min(len(e.input_ids), length) for e in data.train_examples], val,
-            batch_size=self.args.batch_size, eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
-            steps_per_epoch=plan.steps_per_epoch, eval_every=plan.eval_every, processes=plan.processes,
-            seed=self.args.seed,
-        )  # fmt: skip
-        return estimate.seconds
+        plan = _replan(self.plan, epochs, epochs * self.plan.steps_per_epoch, self.args)
+        return self._estimate(plan, cut=length).seconds
 
     def _fit_budget(self, plan: Plan) -> Plan:
         """The plan that fits the time left: fewer automatic epochs, or part of one; on resume, the saved plan
