@@ -46,9 +46,6 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one run per seed (default: --seed)")
     p.add_argument("--inits", nargs="+", choices=("vocab", "labels", "random"), default=["vocab"],
                    help="prompt inits (vocab: ptuning's default; labels: the label names' words first)")
-    p.add_argument("--deep-inits", nargs="+", choices=("layers", "embeddings"), default=["embeddings"],
-                   help="deep tables start at what each layer receives of the init prompt, "
-                   "or all at the init prompt itself (ptuning's default)")
     p.add_argument("--lr", type=float, default=None, help="prompt lr (default: ptuning's per-method default)")
     p.add_argument("--head-lr", type=float, default=None, help="head lr (default: ptuning's, 1e-2)")
     p.add_argument("--ours", choices=("train", "local"), default="train",
@@ -69,12 +66,12 @@ def main() -> None:
         log(f"resuming: {len(runs)} runs done")
     seeds = args.seeds or [args.seed]
     grid = list(itertools.product(args.methods, args.placements, args.poolings, args.num_virtual_tokens, args.inits,
-                                  args.deep_inits, seeds))  # fmt: skip
-    for i, (method, placement, pooling, n, init, deep_init, seed) in enumerate(grid, 1):
-        key = run_key(method, placement, pooling, n, (init, deep_init), seed, args)
+                                  seeds))  # fmt: skip
+    for i, (method, placement, pooling, n, init, seed) in enumerate(grid, 1):
+        key = run_key(method, placement, pooling, n, init, seed, args)
         if key in runs:
             continue
-        runs[key] = one_run(method, placement, pooling, n, (init, deep_init), seed, split, args)
+        runs[key] = one_run(method, placement, pooling, n, init, seed, split, args)
         r = runs[key]
         log(f"[{i}/{len(grid)}] {key}: best {r['best_accuracy']:.4f} at epoch {r['best_epoch']}, "
             f"{r['mean_epoch_wall_s']:.1f} s/epoch")  # fmt: skip
@@ -83,17 +80,13 @@ def main() -> None:
     print_table(runs)
 
 
-def run_key(method: str, placement: str, pooling: str, n: int, inits: tuple, seed: int, args) -> str:
-    """``method | placement | pooling``, plus ``| n=..``, ``| init=..``, ``| deep_init=..`` and ``| seed=..`` when
-    those are swept."""
-    init, deep_init = inits
+def run_key(method: str, placement: str, pooling: str, n: int, init: str, seed: int, args) -> str:
+    """``method | placement | pooling``, plus ``| n=..``, ``| init=..`` and ``| seed=..`` when those are swept."""
     key = f"{method} | {placement} | {pooling}"
     if len(args.num_virtual_tokens) > 1 or args.num_virtual_tokens != [20]:
         key += f" | n={n}"
     if args.inits != ["vocab"]:
         key += f" | init={init}"
-    if args.deep_inits != ["embeddings"]:
-        key += f" | deep_init={deep_init}"
     if args.seeds:
         key += f" | seed={seed}"
     return key
@@ -114,12 +107,9 @@ def spread(values: list[float]) -> dict:
             "min": min(values), "max": max(values)}  # fmt: skip
 
 
-def one_run(method: str, placement: str, pooling: str, n: int, inits: tuple, seed: int, split, args) -> dict:
-    import ptuning.model
+def one_run(method: str, placement: str, pooling: str, n: int, init: str, seed: int, split, args) -> dict:
     from ptuning import PromptClassifier, PromptConfig
 
-    init, deep_init = inits
-    ptuning.model.DEEP_FROM_LAYERS = deep_init == "layers"
     seed_everything(seed)
     config = PromptConfig(labels=list(split.label_names), method=method, placement=placement, pooling=pooling,
                           num_virtual_tokens=n, init=init)  # fmt: skip
@@ -147,7 +137,6 @@ def one_run(method: str, placement: str, pooling: str, n: int, inits: tuple, see
         "trainable_parameters": clf.num_trainable_parameters(),
         "num_virtual_tokens": clf.config.num_virtual_tokens,
         "init": init,
-        "deep_init": deep_init,
         "seed": seed,
         "lr": summary["lr"],
         "head_lr": summary["head_lr"],

@@ -119,16 +119,6 @@ class Backbone:
         tok_limit = getattr(self.tokenizer, "model_max_length", None)
         return min(positions, tok_limit) if isinstance(tok_limit, int) and tok_limit > 0 else positions
 
-    @torch.no_grad()
-    def layer_inputs(self, vectors: torch.Tensor) -> torch.Tensor:
-        """``[layers - 1, n, hidden]``: what each layer after the first receives at ``n`` positions whose input
-        embeddings are ``vectors`` (the sequence is those vectors alone), in fp32."""
-        weight = self.model.get_input_embeddings().weight
-        embeds = vectors.to(weight.device, weight.dtype)[None]
-        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=weight.device)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True)
-        return torch.stack([h[0] for h in out.hidden_states[1 : self.num_layers]]).float().cpu()
-
     def new_head(self, num_labels: int, generator: torch.Generator | None = None) -> nn.ModuleDict:
         """A trainable copy of the backbone's own head modules with ``num_labels`` outputs (PEFT's layout); the new
         output layer is drawn from ``generator``, and its dropout (RoBERTa's) draws from the running step's."""

@@ -116,13 +116,9 @@ class DeepPrompts(nn.Module):
     sees freshly trained vectors there instead of what the previous layer made of them.
     """
 
-    def __init__(self, num_layers: int, init: torch.Tensor, tables: torch.Tensor | None = None):
-        """Every table starts at ``init`` (the input prompt's vectors), or at ``tables`` when given
-        (``[num_layers - 1, n, hidden]``: e.g. what each layer makes of the input prompt)."""
+    def __init__(self, num_layers: int, init: torch.Tensor):
         super().__init__()
-        if tables is None:
-            tables = init.unsqueeze(0).repeat(max(num_layers - 1, 0), 1, 1)
-        self.tables = nn.Parameter(tables.clone())
+        self.tables = nn.Parameter(init.unsqueeze(0).repeat(max(num_layers - 1, 0), 1, 1).clone())
 
     def forward(self) -> torch.Tensor:
         return self.tables

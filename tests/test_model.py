@@ -95,29 +95,6 @@ def test_deep_prompts_change_every_layer_input_and_leave_other_adapters_alone(ti
     assert torch.equal(before, logits_of(plain, texts))
 
 
-@pytest.mark.parametrize("fam", ["bert", "gpt2"])
-def test_deep_tables_may_start_at_what_each_layer_receives_of_the_init_prompt(tiny, fam, monkeypatch):
-    monkeypatch.setattr("ptuning.model.DEEP_FROM_LAYERS", True)
-    clf = PromptClassifier(tiny(fam), labels=["a", "b"], method="deep", num_virtual_tokens=3)
-    seen = []
-
-    def keep(module, args, kwargs):
-        seen.append((args[0] if args else kwargs["hidden_states"])[0].detach().clone())
-
-    hooks = [layer.register_forward_pre_hook(keep, with_kwargs=True) for layer in clf.backbone.layers]
-    try:
-        with torch.no_grad():
-            clf.backbone.model(inputs_embeds=clf.prompt()[None])  # the prompt alone through the frozen model
-    finally:
-        for h in hooks:
-            h.remove()
-    assert clf.deep.tables.shape == (len(seen) - 1, 3, clf.backbone.hidden_size)
-    assert torch.allclose(clf.deep.tables, torch.stack(seen[1:]), atol=1e-5)  # layer i's table: its own input
-    monkeypatch.setattr("ptuning.model.DEEP_FROM_LAYERS", False)
-    plain = PromptClassifier(tiny(fam), labels=["a", "b"], method="deep", num_virtual_tokens=3)
-    assert all(torch.equal(t, plain.prompt()) for t in plain.deep.tables)  # else every table is the input prompt
-
-
 def test_regression_has_one_output(tiny, make):
     clf = make(tiny("bert"), labels=[], task="regression")
     out = clf.predict(["good film"])
