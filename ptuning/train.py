@@ -92,10 +92,10 @@ __all__ = [
 # loop's own stop (before a step that would end past the budget) catches the rest.
 BUDGET_SHARE = 0.9
 # A time budget with the automatic length and epochs cuts the texts shorter (halving the length, not below
-# MIN_BUDGET_LENGTH tokens) until at least BUDGET_EPOCHS epochs fit. On 410 man pages (BENCHMARKS.md) one epoch at
-# 512 tokens left a coin-toss adapter (0.51), while 128 tokens over 11 epochs reached 0.79 and 256 over 11, 0.81:
-# passes over the data matter more than the tail of each text, once a budget forbids both.
-BUDGET_EPOCHS = 5
+# MIN_BUDGET_LENGTH tokens) until at least BUDGET_EPOCHS epochs fit. On 410 man pages (BENCHMARKS.md) the runs without
+# a budget found their best adapter after 6 to 10 epochs at every length (128, 256, 512 tokens), and budget runs cut
+# to leave 5 or 8 epochs fell 4-7 points short of that; one epoch at 512 tokens left a coin toss (0.51).
+BUDGET_EPOCHS = 10
 MIN_BUDGET_LENGTH = 64
 _TRUNCATED = " were truncated"  # marks the note of how many training examples were cut
 _HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss")  # an evaluation's entry: these, then its metrics
@@ -486,7 +486,7 @@ class Trainer:
             if self._seconds_at(chosen, epochs) <= left:
                 break
         if chosen != plan.max_length:
-            self._cut_to(chosen, f"so that at least {epochs} epochs fit the time budget (a longer budget, or a "
+            self._cut_to(chosen, f"to fit more epochs into the time budget (up to {epochs}; a longer budget, or a "
                          "max_length, keeps more of each text)")  # fmt: skip
 
     def _cut_to(self, length: int, why: str) -> None:

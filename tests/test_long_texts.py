@@ -63,16 +63,22 @@ def plan(tiny, sentiment, monkeypatch, **args):
     return plan_training(long_texts(sentiment), config=config(tiny), args=TrainingArguments(batch_size=8, **args))
 
 
-def test_a_budget_too_short_for_five_epochs_cuts_long_texts_until_they_fit(tiny, sentiment, monkeypatch):
+def test_a_budget_too_short_for_ten_epochs_cuts_long_texts_until_they_fit(tiny, sentiment, monkeypatch):
+    from ptuning.train import BUDGET_EPOCHS
+
+    assert BUDGET_EPOCHS == 10  # the numbers below are priced for it
     free = plan(tiny, sentiment, monkeypatch)
     assert free.max_length == 128 and free.epochs == 20  # no budget: the whole length, every epoch
-    # 8 steps an epoch of ~10 s at 128 tokens: 300 s (270 to plan) hold 3 epochs; at 64 tokens they hold 6
-    tight = plan(tiny, sentiment, monkeypatch, time_budget=300)
-    assert tight.max_length == 64 and tight.epochs >= 5 and tight.estimated_s <= 0.9 * 300
+    # 8 steps an epoch of ~10 s at 128 tokens (~82 s an epoch), ~41 s at 64: 600 s (540 to plan) hold 6 epochs at
+    # 128 tokens, 13 at 64
+    tight = plan(tiny, sentiment, monkeypatch, time_budget=600)
+    assert tight.max_length == 64 and tight.epochs >= 10 and tight.estimated_s <= 0.9 * 600
     assert any("at 64 tokens, not the automatic 128" in w and "time budget" in w for w in tight.warnings)
     assert not any("longer than 128 tokens" in w for w in tight.warnings)  # the old count is replaced, not kept
-    roomy = plan(tiny, sentiment, monkeypatch, time_budget=600)  # 5 epochs at 128 tokens fit: nothing is cut
-    assert roomy.max_length == 128 and 5 <= roomy.epochs < 20
+    roomy = plan(tiny, sentiment, monkeypatch, time_budget=1000)  # 10 epochs at 128 tokens fit: nothing is cut
+    assert roomy.max_length == 128 and 10 <= roomy.epochs < 20
+    hopeless = plan(tiny, sentiment, monkeypatch, time_budget=300)  # not even at 64: the shortest cut, fewer epochs
+    assert hopeless.max_length == 64 and 1 <= hopeless.epochs < 10
 
 
 def test_a_budget_leaves_a_given_length_or_given_epochs_alone(tiny, sentiment, monkeypatch):
@@ -98,7 +104,7 @@ def test_a_run_cut_by_its_budget_trains_at_the_cut_and_resumes_there_without_it(
 
     data, ckpt = long_texts(sentiment), str(tmp_path / "ckpt")
     first = train(data, config=config(tiny), cancel=stop, callbacks=[StopAtThree()],
-                  args=TrainingArguments(batch_size=8, time_budget=300, checkpoint_dir=ckpt))  # fmt: skip
+                  args=TrainingArguments(batch_size=8, time_budget=600, checkpoint_dir=ckpt))  # fmt: skip
     assert first.state.cancelled and first.state.step == 3
     again = train(data, config=config(tiny), out_dir=tmp_path / "out",
                   args=TrainingArguments(batch_size=8, checkpoint_dir=ckpt, resume=True))  # no budget this time
