@@ -43,6 +43,25 @@ FULL = {  # the runs behind BENCHMARKS.md's tables
     "cli-manpages": ["cli_accuracy.py", "--data", "manpages", "--holdout", "--name", "cli-manpages-defaults"],
     "cli-questions": ["cli_accuracy.py", "--data", "questions", "--holdout", "--name", "cli-questions-defaults"],
     "long-cuts": ["long_cuts.py", "--data", "manpages"],
+    "cli-manpages-budget600": ["cli_accuracy.py", "--data", "manpages", "--holdout", "--name",
+                               "cli-manpages-budget600-cut10", "--", "--time-budget", "600"],
+    # issue 14: the default through the CLI, full fine-tuning and PEFT LoRA, 3 seeds on each data set
+    "cli-movie2000-seeds": ["cli_accuracy.py", "--train-size", "2000", "--test-size", "1000", "--seeds", "1", "2",
+                            "42", "--name", "cli-movie2000-defaults-seeds"],
+    "cli-movie-full-split-seeds": ["cli_accuracy.py", "--seeds", "1", "2", "42", "--name",
+                                   "cli-movie-full-split-defaults-seeds"],
+    "cli-questions-seeds": ["cli_accuracy.py", "--data", "questions", "--seeds", "1", "2", "42", "--name",
+                            "cli-questions-defaults-seeds"],
+    **{f"baselines-lora-seed{s}": ["baselines.py", "--train-size", "2000", "--test-size", "1000", "--methods",
+                                   "peft-lora", "--seed", s, "--name", f"baselines-lora-train2000-test1000-seed{s}"]
+       for s in ("1", "2", "42")},
+    **{f"baselines-questions-seed{s}": ["baselines.py", "--data", "questions", "--methods", "full-ft", "peft-lora",
+                                        "--epochs", "10", "--seed", s, "--name",
+                                        f"baselines-questions-fullft-lora-seed{s}"] for s in ("1", "2", "42")},
+    "accuracy-inits": ["accuracy.py", "--train-size", "2000", "--test-size", "1000", "--epochs", "4", "--methods",
+                       "deep", "--placements", "start", "--poolings", "mean", "--num-virtual-tokens", "5",
+                       "--inits", "vocab", "labels", "--seeds", "1", "2", "42", "--name",
+                       "accuracy-2000-deep5-inits-embeddings"],
     "serve-load": ["serve_load.py"],
 }  # fmt: skip
 SMOKE = {
