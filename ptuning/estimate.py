@@ -79,9 +79,10 @@ def duration(seconds: float) -> str:
 
 
 def calibrate(clf: PromptClassifier, examples: Sequence, batch_size: int) -> Calibration:
-    """This device's speed for ``clf`` on batches like ``examples``'s (cached per backbone, device, method, prompt)."""
+    """This device's speed for ``clf`` on batches like ``examples``'s (cached per backbone, device, method, prompt
+    and longest example: a run its budget cut shorter is timed again at the cut)."""
     c = clf.config
-    longest = max((len(e.input_ids) for e in examples), default=1)  # a run cut shorter is timed at its own cut
+    longest = max((len(e.input_ids) for e in examples), default=1)
     key = (clf.backbone.name, str(clf.device), c.method.value, c.num_virtual_tokens, c.pooling.value, c.task, longest)
     with _cache_lock:
         if key in _cache:
