@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from ptuning import PromptClassifier
 from ptuning.serving import Engine, ServingConfig
 from ptuning.serving.ray_serve import build_app
 
+PROXY_DEADLINE_S = 300  # after serve.run's own 60 s
 TEXTS = ["a gripping film", "dull and long", "what a waste of two hours", "fine"]
 
 
@@ -37,11 +39,31 @@ def deployment(tiny, tmp_path_factory):
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         config = ServingConfig(base_model=base, max_wait_ms=10)
-        serve.run(build_app(config, dirs, min_replicas=1, max_replicas=2), name="ptuning")
-        yield f"http://127.0.0.1:{port}", config, dirs
+        url = f"http://127.0.0.1:{port}"
+        try:
+            serve.run(build_app(config, dirs, min_replicas=1, max_replicas=2), name="ptuning")
+        except TimeoutError:
+            # serve.run gives the proxy a fixed 60 s (Ray's HTTP_PROXY_TIMEOUT, not configurable), which a loaded
+            # 2-core machine can miss: wait for the deployment to answer instead, within a longer bound.
+            _wait_until_listed(url, deadline_s=PROXY_DEADLINE_S)
+        yield url, config, dirs
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def _wait_until_listed(url: str, deadline_s: float) -> None:
+    """Poll ``/v1/models`` until it answers 200; fail the fixture after ``deadline_s`` seconds."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            if httpx.get(url + "/v1/models", timeout=10).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > end:
+            raise TimeoutError(f"Ray Serve did not answer on {url} within {deadline_s:.0f} s")
+        time.sleep(1)
 
 
 def test_ray_serve_answers_what_the_single_process_engine_answers(deployment):
