@@ -74,6 +74,7 @@ def one_run(data: Path, seed: int, args) -> dict:
         "stdout": trained.stdout.strip().splitlines()[:3],
         "adapter_config": saved["config"],
         "training": saved["info"].get("training"),
+        "search": saved["info"].get("search"),  # --search: every trial's settings, state and validation score
         "evaluate_metrics": metrics,
     }
 
