@@ -17,12 +17,13 @@ test set approaches; it is a bound, not a rule.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from common import Run, data_args, log, result_name, setup
+from common import RESULTS, Run, command_line, data_args, log, result_name, setup
 from datasets import NAMES, load
 from export_split import write
 
@@ -73,7 +74,7 @@ def trajectory(train_csv: Path, test_csv: Path, seed: int, options: dict) -> lis
 def replay(points: list[dict]) -> dict:
     """What each rule keeps from one trajectory: ``{rule: {"step", "test_accuracy"}}``."""
 
-    def kept(patience: int | None) -> dict:
+    def kept(patience: int | None, at_stop: bool = False) -> dict:
         best, best_loss, since, chosen = None, float("inf"), 0, points[0]
         for p in points:
             if train_module._is_better(p["val_accuracy"], p["val_loss"], best, best_loss, True):
@@ -81,10 +82,11 @@ def replay(points: list[dict]) -> dict:
             else:
                 since += 1
             if patience and since >= patience:
-                break
-        return chosen
+                return p if at_stop else chosen
+        return points[-1] if at_stop else chosen
 
     rules = {f"patience {n}": kept(n) for n in PATIENCES}
+    rules |= {f"patience {n}, the adapter at the stop": kept(n, at_stop=True) for n in (5, 10)}
     rules["no early stop (best val accuracy)"] = kept(None)
     rules["lowest val loss"] = min(points, key=lambda p: p["val_loss"])
     rules["last"] = points[-1]
@@ -98,7 +100,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 42])
     p.add_argument("--method", default=None, help="ptuning's --method (default: the library's)")
     p.add_argument("--prompt-length", type=int, default=None, help="ptuning's --prompt-length (default: the library's)")
+    p.add_argument("--replay", metavar="NAME", help="no training: replay the rules on result file NAME's trajectories")
     args = p.parse_args()
+    if args.replay:
+        return replay_file(RESULTS / f"{args.replay}.json")
     setup(args)
     name = result_name(f"selection-{args.data}", args, sizing=("train_size", "test_size"))
     run = Run(name, args)
@@ -115,6 +120,19 @@ def main() -> None:
             log(f"seed {seed}: " + ", ".join(f"{r} {k['test_accuracy']:.3f}" for r, k in runs[f"seed={seed}"]["kept"].items()))
             run.write({"data": split.describe(), "options": options, "runs": runs, "summary": summarise(runs)}, quiet=True)
     print(run.write({"data": split.describe(), "options": options, "runs": runs, "summary": summarise(runs)}))
+
+
+def replay_file(path: Path) -> None:
+    """Recompute every run's kept adapters and the summary from the saved trajectories (the rules may have grown)."""
+    saved = json.loads(path.read_text())
+    runs = saved["results"]["runs"]
+    for run in runs.values():
+        run["kept"] = replay(run["evaluations"])
+    saved["results"]["summary"] = summarise(runs)
+    saved["replayed_by"] = command_line()
+    path.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+    for rule, v in saved["results"]["summary"].items():
+        print(f"{rule:45s} {v['mean']:.4f} ± {v['sd']:.4f}  {v['runs']}")
 
 
 def summarise(runs: dict) -> dict:
