@@ -519,7 +519,9 @@ def progress_text(state) -> str:
     text += f" · {duration(state.elapsed_s)} so far"
     if state.eta_s is not None:
         text += f", about {duration(state.eta_s)} left"
-    if state.best_metric is not None:
+    if state.best_metric is not None and state.kept == "last":
+        text += f"\n\nValidation {state.metric_name}: **{state.best_metric:.4f}** (step {state.best_step})"
+    elif state.best_metric is not None:
         text += f"\n\nBest validation {state.metric_name} so far: **{state.best_metric:.4f}** (step {state.best_step})"
     return text
 
@@ -537,7 +539,10 @@ def final_text(result, users_budget: bool = False) -> str:
     else:
         how = "**Done**"
     text = f"{how} after {state.step} of {state.total_steps} steps in {duration(state.elapsed_s)}"
-    if state.best_metric is not None:
+    if state.best_metric is not None and state.kept == "last":
+        text += (f". The last adapter is kept (too few validation texts to pick the best by): validation "
+                 f"{state.metric_name} **{state.best_metric:.4f}**")  # fmt: skip
+    elif state.best_metric is not None:
         text += f". Best validation {state.metric_name}: **{state.best_metric:.4f}** at step {state.best_step}"
     text += f". {model.num_trainable_parameters():,} trainable parameters; try it on the **Classify** tab."
     return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
@@ -898,8 +903,8 @@ def train_settings(settings: AppSettings) -> list:
         encoder_type = gr.Radio([e.value for e in EncoderType], value=PROMPT_DEFAULTS["encoder_type"].value,
                                 label="P-tuning encoder", info=prompt_help("encoder_type"))
         init_text = gr.Textbox(label="Initialise the prompt from a text (optional)", info=prompt_help("init_text"))
-        patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience", precision=0, minimum=0,
-                             info=training_help("patience"))
+        patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience (empty: automatic)",
+                             precision=0, minimum=0, info=training_help("patience"))
     return [base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed, validation_split,
             pooling, encoder_type, init_text, patience, time_budget, search, trials]
 

@@ -259,7 +259,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             out_dir=out, init_adapter=a.init_adapter, description=a.description,
         )  # fmt: skip
     if main_process:
-        _report(result, out, args.patience)
+        _report(result, out)
     return 130 if result.state.cancelled else 0
 
 
@@ -331,9 +331,10 @@ def _estimate_line(state, args: TrainingArguments) -> str:
     return line
 
 
-def _report(result, out: Path, patience: int | None) -> None:
+def _report(result, out: Path) -> None:
     """What a finished (or stopped) run prints: where the adapter is, how the run ended, the metrics as JSON."""
     s, clf = result.state, result.model
+    training = clf.info["training"]
     how = f"{clf.config.method.value}, {clf.config.num_virtual_tokens} virtual tokens, placement {clf.config.placement}"
     print(f"adapter saved to {out} ({how})")
     if s.cancelled:
@@ -345,10 +346,16 @@ def _report(result, out: Path, patience: int | None) -> None:
     elif s.budget_reached:
         print(f"stopped at the time budget at step {s.step} of {s.total_steps}; the best adapter so far is saved")
     elif s.stopped_early:
+        patience = training["patience"]
         print(f"stopped early at step {s.step} of {s.total_steps}: no improvement in {patience} evaluations")
-    if result.metrics:
-        n_val = clf.info["training"]["n_val"]
-        print(f"best at step {s.best_step}: {_summary(result.metrics)} on {n_val} validation examples")
+    if result.metrics and s.kept == "last":
+        read = training["n_val_sample"] or training["n_val"]
+        print(
+            f"last evaluation's adapter kept (step {s.best_step}; {read} validation examples are too few to choose the "
+            f"best by, --patience N chooses anyway): {_summary(result.metrics)}"
+        )
+    elif result.metrics:
+        print(f"best at step {s.best_step}: {_summary(result.metrics)} on {training['n_val']} validation examples")
     else:
         print("no validation data (--val-split 0): no metrics")
     print(json.dumps(result.metrics, ensure_ascii=False))

@@ -6,7 +6,8 @@ One run (a ``Trainer``, minGPT-style: small named steps, callbacks for progress)
 out a validation split, tokenise both sets once, plan the steps; then AdamW over the trainable parameters only
 (prompt/encoder/deep tables at ``lr``, the head at ``head_lr``), linear warm-up and decay, gradient clipping, an
 evaluation every epoch (or ``eval_steps``), early stopping on the primary metric, and the best weights restored at
-the end. A cancel event stops the run between two steps and still returns the best adapter so far.
+the end (with fewer validation texts than ``MIN_SELECTION_EXAMPLES`` and no patience given: the weights at the stop,
+as the best of a few noisy evaluations is mostly luck). A cancel event stops the run between two steps and still returns the best adapter so far.
 
 With ``checkpoint_dir`` every evaluation also writes a checkpoint (``checkpoints.py``), and ``resume=True``
 continues from it: a run cancelled and resumed ends with the same adapter as one that was never interrupted.
@@ -59,6 +60,8 @@ from .training_args import (
     HEAD_LR,
     MAX_AUTO_EPOCHS,
     MIN_AUTO_EPOCHS,
+    MIN_SELECTION_EXAMPLES,
+    PATIENCE,
     PROMPT_LR,
     SHORT_RUN_EVALUATIONS,
     STEP_BUDGET,
@@ -116,8 +119,9 @@ class TrainState:
     eta_s: float | None = None
     history: list[dict] = field(default_factory=list)  # per evaluation: step, epoch, train_loss, val_loss, metrics
     metric_name: str | None = None
-    best_metric: float | None = None
+    best_metric: float | None = None  # of the adapter kept so far (see ``kept``)
     best_step: int | None = None
+    kept: str = "best"  # "best": the best evaluation's adapter; "last": the last one (too few validation texts)
     examples_per_s: float = 0.0
     cancelled: bool = False
     stopped_early: bool = False
@@ -171,7 +175,8 @@ class TqdmCallback(Callback):
         if entry["train_loss"] is not None:
             line += f" train loss {entry['train_loss']:.4f},"
         line += f" val loss {entry['val_loss']:.4f}, {state.metric_name} {primary_metric(metrics)[1]:.4f}"
-        line += f" (best {state.best_metric:.4f} at step {state.best_step})"
+        if state.kept == "best":
+            line += f" (best {state.best_metric:.4f} at step {state.best_step})"
         self.bar.write(line, file=self.file or sys.stderr)
 
     def on_train_end(self, state: TrainState) -> None:
@@ -394,6 +399,8 @@ class Trainer:
         self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs,
                                 warnings=self.data.warnings, estimated_s=self.estimate.seconds,
                                 max_length=self.plan.max_length)  # fmt: skip
+        self.patience, keep_last = _selection(args.patience, data)
+        self.state.kept = "last" if keep_last else "best"
         self.record = _Record()
         self.clock = _Clock()
         self.last_eval_s: float | None = None
@@ -422,7 +429,7 @@ class Trainer:
                 self.train_step(batch)
                 if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
                     self.evaluate()
-                    state.stopped_early = bool(self.args.patience) and self.record.since_best >= self.args.patience
+                    state.stopped_early = bool(self.patience) and self.record.since_best >= self.patience
                     self.save_checkpoint()
                     saved_step = state.step
                     if state.stopped_early:
@@ -596,7 +603,11 @@ class Trainer:
         entry = {"step": state.step, "epoch": round(state.epoch, 4), "train_loss": train_loss, "val_loss": val_loss}
         state.history.append({**entry, **metrics})
         state.metric_name = name
-        if _is_better(value, val_loss, state.best_metric, record.best_loss, higher):
+        if state.kept == "last":  # every evaluation's adapter is kept; patience still counts from the best score
+            state.best_metric, state.best_step, record.best_loss = value, state.step, val_loss
+            record.best_weights = _copy_weights(clf)
+            record.since_best = _evaluations_since_best(state.history)
+        elif _is_better(value, val_loss, state.best_metric, record.best_loss, higher):
             state.best_metric, state.best_step, record.best_loss = value, state.step, val_loss
             record.best_weights = _copy_weights(clf)
             record.since_best = 0
@@ -716,7 +727,8 @@ class Trainer:
                 "max_grad_norm": args.max_grad_norm,
                 "max_length": plan.max_length,
                 "seed": args.seed,
-                "patience": args.patience,
+                "patience": self.patience,
+                "kept": state.kept,
                 "best_step": state.best_step,
                 "stopped_early": state.stopped_early,
                 "cancelled": state.cancelled,
@@ -894,6 +906,25 @@ def _optimizer(clf: PromptClassifier, plan: Plan, weight_decay: float) -> torch.
 
 def _copy_weights(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _selection(patience: int | None, data: RunData) -> tuple[int, bool]:
+    """``(patience, keep_last)``: a given patience keeps the best evaluation. Empty: PATIENCE, and when an evaluation
+    reads fewer than MIN_SELECTION_EXAMPLES validation texts the adapter at the stop is kept rather than the best
+    evaluation's (one evaluation's accuracy is then too noisy to choose by: training_args.py)."""
+    if patience is not None or data.val_examples is None:
+        return patience or 0, False
+    return PATIENCE, len(data.validation(full=False)[0]) < MIN_SELECTION_EXAMPLES
+
+
+def _evaluations_since_best(history: list[dict]) -> int:
+    """Evaluations after the best one of ``history`` (by the primary metric, ties to the lower validation loss)."""
+    best, best_loss, at = None, math.inf, 0
+    for i, h in enumerate(history):
+        _, value, higher = primary_metric(h)
+        if _is_better(value, h["val_loss"], best, best_loss, higher):
+            best, best_loss, at = value, h["val_loss"], i
+    return len(history) - 1 - at
 
 
 def _is_better(value: float, loss: float, best: float | None, best_loss: float, higher: bool) -> bool:

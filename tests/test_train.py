@@ -189,6 +189,38 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tiny, sen
     assert result.model.info["training"]["stopped_early"] is True
 
 
+def test_a_small_validation_set_keeps_the_adapter_at_the_stop(tiny, sentiment):
+    # 16 validation texts are too few to choose by: the automatic patience stops the run as a given one does, but keeps
+    # the adapter of its last evaluation, not the first one's that ties for best (lr 1e-12: the weights never move).
+    frozen = dict(epochs=10, lr=1e-12, head_lr=0.0)
+    auto = train(sentiment(64), config=adapter(tiny), args=fast(**frozen, patience=None)).state
+    given = train(sentiment(64), config=adapter(tiny), args=fast(**frozen, patience=5)).state
+
+    assert [h["step"] for h in auto.history] == [h["step"] for h in given.history] == [3, 6, 9, 12, 15, 18]
+    assert (auto.kept, auto.stopped_early, auto.best_step) == ("last", True, 18)
+    assert (given.kept, given.stopped_early, given.best_step) == ("best", True, 3)
+
+
+def test_the_adapter_kept_at_the_stop_is_the_last_evaluations(tiny, sentiment):
+    clf = PromptClassifier(**adapter(tiny), labels=["neg", "pos"])
+    rec = Recorder(model=clf)
+    result = train(sentiment(64), model=clf, args=fast(patience=None), callbacks=[rec])
+
+    assert result.state.kept == "last" and result.state.best_step == result.state.step == 9
+    assert same_weights(weights(result.model), rec.snapshots[9])
+    assert not same_weights(rec.snapshots[6], rec.snapshots[9])  # the weights moved: the last ones were chosen
+
+
+def test_enough_validation_texts_stop_early_and_keep_the_best_by_default(tiny, sentiment, monkeypatch):
+    monkeypatch.setattr("ptuning.train.MIN_SELECTION_EXAMPLES", 16)  # sentiment(64) holds out 16
+    result = train(sentiment(64), config=adapter(tiny), args=fast(epochs=10, lr=1e-12, head_lr=0.0, patience=None))
+
+    assert result.state.kept == "best" and result.state.stopped_early
+    assert [h["step"] for h in result.state.history] == [3, 6, 9, 12, 15, 18]  # 5 evaluations after the best
+    assert result.state.best_step == 3
+    assert result.model.info["training"]["patience"] == 5
+
+
 # -- reproducibility and resuming -------------------------------------------------------------------------
 
 
