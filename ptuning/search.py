@@ -31,7 +31,14 @@ from .errors import ConfigError
 from .metrics import primary_metric
 from .model import PromptClassifier
 from .train import Callback, TrainState, train
-from .training_args import HEAD_LR, PROMPT_LR, SHORT_RUN_EVALUATIONS, TrainingArguments, auto_epochs
+from .training_args import (
+    HEAD_LR,
+    MIN_SELECTION_EXAMPLES,
+    PROMPT_LR,
+    SHORT_RUN_EVALUATIONS,
+    TrainingArguments,
+    auto_epochs,
+)
 
 # The space searched, around the defaults measured in BENCHMARKS.md (5 deep vectors; lr 1e-2 to 3e-2; head 1e-2).
 METHODS = (Method.DEEP.value, Method.PROMPT.value, Method.P_TUNING.value)
@@ -156,7 +163,7 @@ def search(
             callbacks=[*callbacks, _Report(handle, pruned)], cancel=lambda: pruned.is_set() or _is_set(cancel),
             description=description,
         )  # fmt: skip
-        warnings += [w for w in result.warnings if w not in warnings]
+        warnings += [w for w in [*result.warnings, *_few_texts(result)] if w not in warnings]
         trial = _finish_trial(number, result, pruned.is_set(), time.perf_counter() - began)
         if trial.state == "complete":
             study.tell(handle, trial.value)
@@ -271,6 +278,17 @@ def _finish_trial(number: int, result, pruned: bool, seconds: float) -> Trial:
     params = {"method": cfg.method.value, "num_virtual_tokens": cfg.num_virtual_tokens,
               "lr": training["learning_rate"], "head_lr": training["head_learning_rate"], "epochs": training["epochs"]}
     return Trial(number, params, state, s.best_metric, result.metrics, s.step, s.total_steps, seconds)  # fmt: skip
+
+
+def _few_texts(result) -> list[str]:
+    """A warning when the trial was scored on too few validation texts to rank settings by (``train``'s rule for
+    keeping the last adapter)."""
+    training = result.model.info["training"]
+    read = training["n_val_sample"] or training["n_val"]
+    if read >= MIN_SELECTION_EXAMPLES:
+        return []
+    return [f"the trials were scored on {read} validation texts, too few to tell settings apart: the best trial may "
+            "owe its rank to luck; a larger validation file (--eval) makes the search worth its time"]  # fmt: skip
 
 
 def _ranks_above(trial: Trial, best: Trial, higher: bool) -> bool:

@@ -124,3 +124,12 @@ def test_the_time_budget_is_the_whole_searchs(tiny, sentiment):
     assert result.budget_reached and 1 <= len(result.trials) < 50
     assert result.trials[-1].state in ("out of time", "complete", "pruned")
     assert all(t.state != "cancelled" for t in result.trials)
+
+
+def test_a_search_on_few_validation_texts_says_its_ranks_may_be_luck(tiny, sentiment, monkeypatch):
+    few = search(sentiment(48), 1, config=config(tiny), args=fast())  # 12 validation texts
+    monkeypatch.setattr("ptuning.search.MIN_SELECTION_EXAMPLES", 12)
+    enough = search(sentiment(48), 1, config=config(tiny), args=fast())
+
+    assert any("12 validation texts, too few to tell settings apart" in w for w in few.warnings)
+    assert not any("too few to tell settings apart" in w for w in enough.warnings)
