@@ -603,16 +603,11 @@ class Trainer:
         entry = {"step": state.step, "epoch": round(state.epoch, 4), "train_loss": train_loss, "val_loss": val_loss}
         state.history.append({**entry, **metrics})
         state.metric_name = name
-        if state.kept == "last":  # every evaluation's adapter is kept; patience still counts from the best score
+        # "last": every evaluation's adapter is kept (too few texts to choose by); patience counts from the best alike
+        if state.kept == "last" or _is_better(value, val_loss, state.best_metric, record.best_loss, higher):
             state.best_metric, state.best_step, record.best_loss = value, state.step, val_loss
             record.best_weights = _copy_weights(clf)
-            record.since_best = _evaluations_since_best(state.history)
-        elif _is_better(value, val_loss, state.best_metric, record.best_loss, higher):
-            state.best_metric, state.best_step, record.best_loss = value, state.step, val_loss
-            record.best_weights = _copy_weights(clf)
-            record.since_best = 0
-        else:
-            record.since_best += 1
+        record.since_best = _evaluations_since_best(state.history)
         self.last_eval_s = time.perf_counter() - began
         self.trigger("on_evaluate", state, metrics)
 
