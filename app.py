@@ -528,12 +528,13 @@ def progress_text(state) -> str:
 
 def final_text(result, users_budget: bool = False) -> str:
     state, model = result.state, result.model
+    kept = "best" if state.kept == "best" else "latest"
     if state.cancelled:
-        how = "**Stopped** by you; the best adapter so far is kept"
+        how = f"**Stopped** by you; the {kept} adapter so far is kept"
     elif state.budget_reached and users_budget:
-        how = "**Stopped at your time budget**; the best adapter so far is kept"
+        how = f"**Stopped at your time budget**; the {kept} adapter so far is kept"
     elif state.budget_reached:
-        how = "**Stopped at this app's time limit** for one run; the best adapter so far is kept"
+        how = f"**Stopped at this app's time limit** for one run; the {kept} adapter so far is kept"
     elif state.stopped_early:
         how = "**Done** (stopped early: validation stopped improving)"
     else:

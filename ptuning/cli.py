@@ -335,16 +335,17 @@ def _report(result, out: Path) -> None:
     """What a finished (or stopped) run prints: where the adapter is, how the run ended, the metrics as JSON."""
     s, clf = result.state, result.model
     training = clf.info["training"]
+    kept = "best" if s.kept == "best" else "latest"
     how = f"{clf.config.method.value}, {clf.config.num_virtual_tokens} virtual tokens, placement {clf.config.placement}"
     print(f"adapter saved to {out} ({how})")
     if s.cancelled:
         print(
-            f"training stopped at step {s.step} of {s.total_steps}; the best weights so far are saved. "
+            f"training stopped at step {s.step} of {s.total_steps}; the {kept} weights so far are saved. "
             f"Run the same command with --resume to continue.",
             file=sys.stderr,
         )
     elif s.budget_reached:
-        print(f"stopped at the time budget at step {s.step} of {s.total_steps}; the best adapter so far is saved")
+        print(f"stopped at the time budget at step {s.step} of {s.total_steps}; the {kept} adapter so far is saved")
     elif s.stopped_early:
         patience = training["patience"]
         print(f"stopped early at step {s.step} of {s.total_steps}: no improvement in {patience} evaluations")

@@ -7,7 +7,8 @@ out a validation split, tokenise both sets once, plan the steps; then AdamW over
 (prompt/encoder/deep tables at ``lr``, the head at ``head_lr``), linear warm-up and decay, gradient clipping, an
 evaluation every epoch (or ``eval_steps``), early stopping on the primary metric, and the best weights restored at
 the end (with fewer validation texts than ``MIN_SELECTION_EXAMPLES`` and no patience given: the weights at the stop,
-as the best of a few noisy evaluations is mostly luck). A cancel event stops the run between two steps and still returns the best adapter so far.
+as the best of a few noisy evaluations is mostly luck). A cancel event stops the run between two steps and still
+returns the adapter it would keep so far.
 
 With ``checkpoint_dir`` every evaluation also writes a checkpoint (``checkpoints.py``), and ``resume=True``
 continues from it: a run cancelled and resumed ends with the same adapter as one that was never interrupted.
