@@ -288,7 +288,8 @@ def _few_texts(result) -> list[str]:
     if read >= MIN_SELECTION_EXAMPLES:
         return []
     return [f"the trials were scored on {read} validation texts, too few to tell settings apart: the best trial may "
-            "owe its rank to luck; a larger validation file (--eval) makes the search worth its time"]  # fmt: skip
+            "owe its rank to luck; a validation set of 1,000+ texts (an evaluation file, or more data) makes the search "
+            "worth its time"]  # fmt: skip
 
 
 def _ranks_above(trial: Trial, best: Trial, higher: bool) -> bool:

@@ -40,7 +40,7 @@ EVAL_SAMPLE = 1000
 # With at least MIN_SELECTION_EXAMPLES validation texts per evaluation it keeps its best evaluation's adapter; with
 # fewer, the adapter at the stop. One evaluation's accuracy on a few texts is too noisy to choose by (standard errors
 # of 1.3 points at 1,000 texts, 2.8 at 200, 5 at 60): on held-out splits of 60 and 200 texts the best evaluation was
-# an early lucky peak, and the adapter at the stop read 0.6-0.8 points higher on test data, with a third of the
+# an early lucky peak, and the adapter at the stop read 0.6-0.8 points higher on test data, with under half the
 # spread between seeds (BENCHMARKS.md, "Which adapter a run keeps").
 PATIENCE = 5
 MIN_SELECTION_EXAMPLES = 1000
