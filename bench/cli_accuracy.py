@@ -8,7 +8,9 @@
 Exports the split as CSV (``export_split.py``) and trains with the CLI's defaults (plus ``--epochs`` when given and
 anything after ``--``). By default the test file is passed as ``--eval`` (so the adapter kept is the best of the
 evaluations on it, as the other scripts' "best accuracy"); with ``--holdout`` training keeps its own validation split
-(the CLI's default) and the test file is seen only by ``evaluate``. Then ``evaluate`` runs on the saved adapter in a
+(the CLI's default) and the test file is seen only by ``evaluate``; with ``--val-size N`` (questions) training is
+scored on N other texts (``export_split.py``'s val.csv, as ``--eval``) and the test file too is seen only by
+``evaluate``. Then ``evaluate`` runs on the saved adapter in a
 new process. Per seed the result file holds the commands, the estimate the CLI printed first, the wall time of the
 ``train`` process, the adapter's settings, what training recorded, and the metrics ``evaluate`` printed.
 """
@@ -34,6 +36,7 @@ def main() -> None:
     p.add_argument("--data", choices=NAMES, default="movie")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one run per seed (default: --seed)")
     p.add_argument("--holdout", action="store_true", help="train on the CLI's own validation split, not the test set")
+    p.add_argument("--val-size", type=int, help="score training on this many texts outside the split (questions)")
     p.add_argument("train_options", nargs="*", help="more `ptuning train` options, after --")
     args = p.parse_args()
     setup(args)
@@ -44,7 +47,8 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        sizes = [f"--{k}-size={v}" for k, v in (("train", args.train_size), ("test", args.test_size)) if v]
+        given = (("train", args.train_size), ("test", args.test_size), ("val", args.val_size))
+        sizes = [f"--{k}-size={v}" for k, v in given if v]
         export = [sys.executable, "bench/export_split.py", "--data", args.data, *sizes, "--out", str(data)]
         _run(export)
         for seed in args.seeds or [args.seed]:
@@ -57,7 +61,8 @@ def one_run(data: Path, seed: int, args) -> dict:
     adapter = data / f"adapter-{seed}"
     train = [sys.executable, "-m", "ptuning", "train", str(data / "train.csv"), "--out", str(adapter), "--seed",
              str(seed), "--quiet", *(["--epochs", str(args.epochs)] if args.epochs else []),
-             *([] if args.holdout else ["--eval", str(data / "test.csv")]), *args.train_options]  # fmt: skip
+             *([] if args.holdout else ["--eval", str(data / ("val.csv" if args.val_size else "test.csv"))]),
+             *args.train_options]  # fmt: skip
     evaluate = [sys.executable, "-m", "ptuning", "evaluate", str(adapter), str(data / "test.csv")]
     start = time.perf_counter()
     trained = _run(train)

@@ -3,7 +3,9 @@
 - ``movie``: movie-review polarity (``common.movie_split``: 8,454 / 2,114 sentences, 2 classes).
 - ``questions``: TREC question types. Training: the bundled ``examples/question_types.csv`` (600 questions, 6
   classes), what a user of the app starts from; test: 1,000 other questions of the same cleaned pool
-  (``scripts/make_examples.py``), none of them in the bundled file, taken in a fixed hash order.
+  (``scripts/make_examples.py``), none of them in the bundled file, taken in a fixed hash order. ``validation
+  ("questions", n)``: the next n questions of that order (up to 3,000), in neither the bundle nor the test set, for a
+  validation file as large as the selection rule wants (``--eval``), which 600 bundled questions cannot give.
 - ``manpages``: long texts. The Linux man-pages project's pages as Debian ships them (packages ``manpages`` and
   ``manpages-dev``, version recorded in the result), rendered to plain text by ``man`` (header and footer lines
   dropped: they name the section), labelled by section: ``system call`` (2), ``library function`` (3), ``overview``
@@ -52,14 +54,32 @@ def _indexed(rows: list[tuple[str, str]]) -> tuple[list[str], list[int], list[st
     return [t for t, _ in rows], [names.index(label) for _, label in rows], names
 
 
-def questions_split() -> Split:
+def validation(name: str, size: int) -> tuple[list[str], list[int]]:
+    """``size`` labelled texts outside both sides of ``load(name)``'s split (label indices as in its label_names)."""
+    if name != "questions":
+        raise ValueError(f"only the questions have texts outside their split; cut {name}'s validation from training")
+    train_rows, ordered = _question_rows()
+    names = sorted({label for _, label in train_rows})
+    rows = ordered[QUESTION_TEST:QUESTION_TEST + size]
+    if len(rows) < size:
+        raise ValueError(f"the question pool has {len(rows)} texts left after the test set, not {size}")
+    return [t for t, _ in rows], [names.index(label) for _, label in rows]
+
+
+def _question_rows() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The bundled training rows, and the rest of the pool in its fixed hash order (the test set first)."""
     sys.path.insert(0, str(REPO / "scripts"))
     import make_examples  # the bundled file's own builder: the same cleaning, the same pool
 
     train_rows = list(csv.reader((REPO / "examples" / "question_types.csv").open(encoding="utf-8")))[1:]
     bundled = {t for t, _ in train_rows}
     pool = [(t, label) for t, label in _pool(make_examples) if t not in bundled]
-    test_rows = sorted(pool, key=lambda r: order("questions-test", r[0]))[:QUESTION_TEST]
+    return train_rows, sorted(pool, key=lambda r: order("questions-test", r[0]))
+
+
+def questions_split() -> Split:
+    train_rows, ordered = _question_rows()
+    test_rows = ordered[:QUESTION_TEST]
     names = sorted({label for _, label in train_rows})
     return Split(
         [t for t, _ in train_rows], [names.index(lab) for _, lab in train_rows],
