@@ -3,8 +3,10 @@
 
     python bench/seeds_table.py cli-questions-val1000-          # every bench/results/cli-questions-val1000-*-seed*.json
 
-Per setting: the mean ± sd of ``evaluate``'s test accuracy, each seed's (with the epoch of the evaluation kept and the
-evaluation it stopped at), and for ``--search`` runs the trial kept with its settings and validation score.
+Per setting: the mean ± sd of ``evaluate``'s test accuracy and of the validation accuracy training kept its adapter
+by, each seed's (with the epoch of the evaluation kept and the evaluation it stopped at); for ``--search`` runs the
+trial kept with its settings and validation score; per seed, the grid (the settings named ``grid-*``) as a user would
+read it, its cell with the best validation accuracy, beside the cell with the best test accuracy (an upper bound).
 """
 
 from __future__ import annotations
@@ -27,13 +29,24 @@ def main() -> None:
         stem = re.fullmatch(rf"{re.escape(prefix)}(.*)-seed(\d+)", path.stem)
         for run in json.loads(path.read_text())["results"]["runs"].values():
             settings[stem.group(1)].append((int(stem.group(2)), run))
-    print("| setting | test accuracy, mean ± sd | per seed (seed: accuracy, epoch kept / stopped) |")
-    print("|---|---|---|")
+    print("| setting | test accuracy, mean ± sd | validation accuracy | per seed (seed: test accuracy, epoch kept / "
+          "stopped) |")
+    print("|---|---|---|---|")
     for name, runs in settings.items():
-        accs = [r["evaluate_metrics"]["accuracy"] for _, r in runs]
-        sd = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
-        seeds = "; ".join(f"{seed}: {r['evaluate_metrics']['accuracy']:.3f} {_epochs(r)}" for seed, r in sorted(runs))
-        print(f"| {name} | {statistics.mean(accs):.3f}{sd} ({len(accs)} seeds) | {seeds} |")
+        accs = [_test(r) for _, r in runs]
+        seeds = "; ".join(f"{seed}: {_test(r):.3f} {_epochs(r)}" for seed, r in sorted(runs))
+        print(f"| {name} | {_mean(accs)} ({len(accs)} seeds) | {_mean([_validation(r) for _, r in runs])} | {seeds} |")
+    by_seed: dict[int, dict[str, dict]] = defaultdict(dict)
+    for name, runs in settings.items():
+        for seed, r in runs:
+            by_seed[seed][name] = r
+    for seed, cells in sorted(by_seed.items()):
+        grid = {n: r for n, r in cells.items() if n.startswith("grid-")}
+        if grid:
+            picked = max(grid, key=lambda n: _validation(grid[n]))
+            bound = max(grid, key=lambda n: _test(grid[n]))
+            print(f"seed {seed}: the grid's best by validation {picked} {_test(grid[picked]):.3f}; by test {bound} "
+                  f"{_test(grid[bound]):.3f}; " + ", ".join(f"{n} {_test(r):.3f}" for n, r in cells.items() if n not in grid))
     for name, runs in settings.items():
         for seed, r in sorted(runs):
             if r.get("search"):
@@ -43,6 +56,23 @@ def main() -> None:
                 for t in s["trials"]:
                     states[t["state"]] += 1
                 print(f"{name} seed {seed}: kept trial {best}; trials {dict(states)}")
+
+
+def _test(run: dict) -> float:
+    return run["evaluate_metrics"]["accuracy"]
+
+
+def _validation(run: dict) -> float:
+    """The validation accuracy of the adapter kept: a search's kept trial's, or from the line train printed ('best at
+    step N: accuracy X …')."""
+    if run.get("search"):
+        return next(t for t in run["search"]["trials"] if t["trial"] == run["search"]["best_trial"])["accuracy"]
+    line = next(line for line in run["stdout"] if line.startswith("best at step"))
+    return float(re.search(r"accuracy ([0-9.]+)", line).group(1))
+
+
+def _mean(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f}" + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
 
 
 def _epochs(run: dict) -> str:
