@@ -10,9 +10,9 @@ anything after ``--``). By default the test file is passed as ``--eval`` (so the
 evaluations on it, as the other scripts' "best accuracy"); with ``--holdout`` training keeps its own validation split
 (the CLI's default) and the test file is seen only by ``evaluate``; with ``--val-size N`` (questions) training is
 scored on N other texts (``export_split.py``'s val.csv, as ``--eval``) and the test file too is seen only by
-``evaluate``. Then ``evaluate`` runs on the saved adapter in a
-new process. Per seed the result file holds the commands, the estimate the CLI printed first, the wall time of the
-``train`` process, the adapter's settings, what training recorded, and the metrics ``evaluate`` printed.
+``evaluate``. Then ``evaluate`` runs on the saved adapter in a new process. Per seed the result file holds the
+commands, the estimate the CLI printed first, the wall time of the ``train`` process, the adapter's settings, what
+training recorded, and the metrics ``evaluate`` printed.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
 - ``questions``: TREC question types. Training: the bundled ``examples/question_types.csv`` (600 questions, 6
   classes), what a user of the app starts from; test: 1,000 other questions of the same cleaned pool
   (``scripts/make_examples.py``), none of them in the bundled file, taken in a fixed hash order. ``validation
-  ("questions", n)``: the next n questions of that order (up to 3,000), in neither the bundle nor the test set, for a
-  validation file as large as the selection rule wants (``--eval``), which 600 bundled questions cannot give.
+  ("questions", n)``: the next n questions of that order (up to 3,768), in neither the bundle nor the test set, for a
+  validation file as large as the selection rule wants (``--eval``), which 600 bundled questions cannot give. The
+  bundle holds every abbreviation question of the pool, so neither the test nor the validation texts have one.
 - ``manpages``: long texts. The Linux man-pages project's pages as Debian ships them (packages ``manpages`` and
   ``manpages-dev``, version recorded in the result), rendered to plain text by ``man`` (header and footer lines
   dropped: they name the section), labelled by section: ``system call`` (2), ``library function`` (3), ``overview``
