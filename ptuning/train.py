@@ -52,10 +52,11 @@ from .checkpoints import (
 from .config import PromptConfig
 from .data import Dataset, check_trainable, label_distribution, split_dataset
 from .errors import ConfigError
-from .estimate import calibrate, estimate_run
+from .estimate import calibrate
 from .evaluation import align_labels, evaluate, predict_logits, score_logits, task_loss
 from .metrics import primary_metric
 from .model import PromptClassifier
+from .plan import Plan, Workload, lr_schedule, make_plan
 from .seeding import dropout_from, run_generator
 from .training_args import (
     HEAD_LR,
@@ -92,15 +93,6 @@ __all__ = [
     "train",
 ]
 
-# The share of a time budget left after setup that the plan may fill: estimates are within about 10-20 %, and the
-# loop's own stop (before a step that would end past the budget) catches the rest.
-BUDGET_SHARE = 0.9
-# A time budget with the automatic length and epochs cuts the texts shorter (halving the length, not below
-# MIN_BUDGET_LENGTH tokens) until at least BUDGET_EPOCHS epochs fit. On 410 man pages (BENCHMARKS.md) the runs without
-# a budget found their best adapter after 6 to 10 epochs at every length (128, 256, 512 tokens), and budget runs cut
-# to leave 5 or 8 epochs fell 4-7 points short of that; one epoch at 512 tokens left a coin toss (0.51).
-BUDGET_EPOCHS = 10
-MIN_BUDGET_LENGTH = 64
 _TRUNCATED = " were truncated"  # marks the note of how many training examples were cut
 _HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss")  # an evaluation's entry: these, then its metrics
 
@@ -127,7 +119,9 @@ class TrainState:
     cancelled: bool = False
     stopped_early: bool = False
     budget_reached: bool = False  # stopped at args.time_budget
-    estimated_s: float | None = None  # the expected time of the steps and evaluations, from ``estimate.py``
+    # the expected time of the steps and evaluations: priced in advance (``estimate.py``) when a time budget needs it
+    # (or ``plan_training``), else made from the run's own first steps and evaluation (None until then)
+    estimated_s: float | None = None
     max_length: int = 0  # tokens an example is cut to (prompt and special tokens included)
     warnings: list[str] = field(default_factory=list)  # about the data: duplicates, truncated texts...
 
@@ -196,18 +190,6 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def lr_schedule(total: int, warmup: int) -> Callable[[int], float]:
-    """The learning-rate factor of each step (for ``LambdaLR``): a linear rise over ``warmup`` steps, then a
-    linear fall to 0 at step ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
-
-
 # --------------------------------------------------------------------------------------------- the run
 def train(
     data: Dataset,
@@ -243,8 +225,10 @@ def train(
     run_data = _run_data(data, eval_data, clf, args)
     if fresh and clf.config.task == "regression":
         _start_head_at(clf, float(np.mean(run_data.train.labels)))
+    deadline = started + args.time_budget if args.time_budget else None
+    plan, run_data = plan_run(clf, run_data, args, accelerator.num_processes, deadline)
     trainer = Trainer(
-        clf, run_data, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel, started=started,
+        clf, run_data, plan, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel, deadline=deadline,
         generator=generator,
     )
     return trainer.run(out_dir, description)
@@ -270,8 +254,41 @@ def plan_training(
     generator = run_generator(args.seed)
     clf, _ = _build_adapter(data, None, config, None, device, generator)
     run_data = _run_data(data, eval_data, clf, args)
-    trainer = Trainer(clf, run_data, args, accelerator=accelerator, started=started, generator=generator)
-    return trainer.state
+    deadline = started + args.time_budget if args.time_budget else None
+    plan, run_data = plan_run(clf, run_data, args, accelerator.num_processes, deadline, price=True)
+    return _start_state(plan, run_data)
+
+
+def plan_run(
+    clf: PromptClassifier, data: RunData, args: TrainingArguments, processes: int, deadline: float | None,
+    price: bool = False,
+) -> tuple[Plan, RunData]:
+    """The plan of a run (``plan.make_plan``) and its data, laid out again when the plan cuts the texts shorter.
+
+    The device is timed (``estimate.calibrate``: a few steps and evaluations) only when the plan must fit a time
+    budget ``deadline`` (a ``time.monotonic()`` instant) or ``price`` asks for an estimate; a run without either
+    estimates its time from its own first steps instead.
+    """
+    saved = None
+    if args.resume and args.checkpoint_dir is not None:
+        saved = saved_plan(Path(args.checkpoint_dir))
+    costs = calibrate(clf, data.train_examples, args.batch_size) if price or deadline is not None else None
+    val = data.validation()[0] if data.val_examples is not None else None
+    work = Workload(
+        tuple(len(e.input_ids) for e in data.train_examples), None if val is None else tuple(len(e.input_ids) for e in val),
+        data.max_length, clf.config.method, processes,
+    )  # fmt: skip
+    left = None if deadline is None else deadline - time.monotonic()
+    plan = make_plan(args, work, costs=costs, seconds_left=left, saved=saved)
+    if plan.max_length < data.max_length:
+        data = _reencoded(data, clf, plan.max_length, f"not the automatic {data.max_length}, {plan.cut}")
+    return plan, data
+
+
+def _start_state(plan: Plan, data: RunData) -> TrainState:
+    """The progress of a run that has not taken a step."""
+    return TrainState(total_steps=plan.total_steps, epochs=plan.epochs, warnings=data.warnings,
+                      estimated_s=plan.estimated_s, max_length=plan.max_length)  # fmt: skip
 
 
 @dataclass
@@ -295,27 +312,6 @@ class RunData:
             return self.val_examples, self.val_targets, self.val.labels
         idx = self.val_sample
         return [self.val_examples[i] for i in idx], self.val_targets[idx], [self.val.labels[i] for i in idx]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The numbers a run follows, the automatic arguments resolved from the data."""
-
-    epochs: int
-    lr: float
-    head_lr: float
-    max_length: int
-    steps_per_epoch: int
-    total_steps: int
-    warmup_steps: int
-    eval_every: int
-    eval_batch_size: int
-    processes: int
-
-    def resolved(self) -> dict:
-        """What a checkpoint records of the plan (a resumed run must plan the same)."""
-        keys = ("epochs", "lr", "head_lr", "max_length", "total_steps", "steps_per_epoch", "processes")
-        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass
@@ -358,14 +354,15 @@ _SAVED_STATE = ("step", "epoch", "history", "metric_name", "best_metric", "best_
 class Trainer:
     """The loop of one training run, in small named steps (minGPT-style); callbacks hear how it goes.
 
-    ``train()`` prepares what a run starts from (the adapter, its data, the accelerator) and hands it over:
+    ``train()`` prepares what a run starts from (the adapter, its data, its plan, the accelerator) and hands it over:
 
-    >>> trainer = Trainer(clf, run_data, TrainingArguments(epochs=3), accelerator=Accelerator())
-    >>> trainer.plan.total_steps, trainer.run(out_dir="runs/reviews").metrics["accuracy"]
-    (90, 0.86)
+    >>> plan, run_data = plan_run(clf, run_data, args, processes=1, deadline=None)
+    >>> trainer = Trainer(clf, run_data, plan, args, accelerator=Accelerator())
+    >>> trainer.run(out_dir="runs/reviews").metrics["accuracy"]
+    0.86
 
-    The whole state of the run is made here, in order: the plan, the optimizer and scheduler, the progress; then,
-    with ``args.resume``, the checkpoint overwrites what it saved. ``run()`` repeats ``train_step`` (and
+    The trainer runs the plan it is given and never changes it. The whole state of the run is made here, in order: the
+    optimizer and scheduler, the progress; then, with ``args.resume``, the checkpoint overwrites what it saved. ``run()`` repeats ``train_step`` (and
     ``evaluate`` / ``save_checkpoint``) until the plan is done, the run is cancelled or stops early, then
     ``finish``es. Dropout masks come from ``generator`` (the one the adapter was drawn from; default: a new one
     seeded with ``args.seed``), never from the process-wide generator.
@@ -375,31 +372,22 @@ class Trainer:
         self,
         clf: PromptClassifier,
         data: RunData,
+        plan: Plan,
         args: TrainingArguments,
         *,
         accelerator,
         callbacks: Sequence[Callback] = (),
         cancel: threading.Event | Callable[[], bool] | None = None,
-        started: float | None = None,
+        deadline: float | None = None,
         generator: torch.Generator | None = None,
     ):
-        self.clf, self.data, self.args, self.accelerator = clf, data, args, accelerator
-        self.callbacks, self.cancel = list(callbacks), cancel
+        self.clf, self.data, self.plan, self.args, self.accelerator = clf, data, plan, args, accelerator
+        self.callbacks, self.cancel, self.deadline = list(callbacks), cancel, deadline
         self.generator = generator if generator is not None else run_generator(args.seed)
-        started = time.monotonic() if started is None else started
-        self.deadline = started + args.time_budget if args.time_budget else None
-        self.calibration = calibrate(clf, data.train_examples, args.batch_size)
-        self.plan = _plan(args, clf, data, accelerator.num_processes)
-        self._fit_length()
-        self.plan = self._fit_budget(self.plan)
-        self.estimate = self._estimate(self.plan)
-        self.optimizer = _optimizer(clf, self.plan, args.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_schedule(self.plan.total_steps, self.plan.warmup_steps)
-        )
-        self.state = TrainState(total_steps=self.plan.total_steps, epochs=self.plan.epochs,
-                                warnings=self.data.warnings, estimated_s=self.estimate.seconds,
-                                max_length=self.plan.max_length)  # fmt: skip
+        self.optimizer = _optimizer(clf, plan, args.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_schedule(plan.total_steps,
+                                                                                      plan.warmup_steps))  # fmt: skip
+        self.state = _start_state(plan, data)
         self.patience, keep_last = _selection(args.patience, data)
         self.state.kept = "last" if keep_last else "best"
         self.record = _Record()
@@ -452,83 +440,15 @@ class Trainer:
         if steps_done:
             step_s = (time.perf_counter() - self.clock.began) / steps_done
         else:
-            step_s = self.estimate.train_s / max(self.estimate.steps, 1)
+            step_s = self.plan.estimate.train_s / max(self.plan.estimate.steps, 1)
         return time.monotonic() + step_s + self.eval_seconds > self.deadline
 
     @property
     def eval_seconds(self) -> float:
         """One evaluation's time: the last one measured, else the estimate."""
-        return self.last_eval_s if self.last_eval_s is not None else self.estimate.seconds_per_evaluation
-
-    def _estimate(self, plan: Plan, cut: int | None = None):
-        """``plan`` priced on this run's examples (each cut to ``cut`` tokens when given)."""
-        data, args, cut = self.data, self.args, cut or math.inf
-        val = [min(len(e.input_ids), cut) for e in data.validation()[0]] if data.val_examples is not None else None
-        return estimate_run(
-            self.calibration, [min(len(e.input_ids), cut) for e in data.train_examples], val,
-            batch_size=args.batch_size, eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
-            steps_per_epoch=plan.steps_per_epoch, eval_every=plan.eval_every, processes=plan.processes,
-            seed=args.seed,
-        )  # fmt: skip
-
-    def _fit_length(self) -> None:
-        """Under a time budget, with the automatic length and epochs: the longest cut of the texts (the automatic
-        length, halved down to MIN_BUDGET_LENGTH) at which BUDGET_EPOCHS epochs fit, the data re-encoded and the
-        device timed again at it. A resumed run takes its checkpoint's length, budget or not."""
-        args, plan = self.args, self.plan
-        if args.max_length is not None:
-            return
-        if args.resume:
-            saved = saved_plan(Path(args.checkpoint_dir)) if args.checkpoint_dir is not None else None
-            if saved is not None and saved.get("max_length") in _shorter_lengths(plan.max_length):
-                self._cut_to(saved["max_length"], "as in the run being resumed (its time budget chose it)")
-            return
-        if self.deadline is None or args.epochs is not None:
-            return
-        epochs = min(BUDGET_EPOCHS, plan.epochs)
-        left = (self.deadline - time.monotonic()) * BUDGET_SHARE
-        if self._seconds_at(plan.max_length, epochs) <= left:
-            return
-        chosen = plan.max_length
-        for chosen in _shorter_lengths(plan.max_length):
-            if self._seconds_at(chosen, epochs) <= left:
-                break
-        if chosen != plan.max_length:
-            self._cut_to(chosen, f"to fit more epochs into the time budget (up to {epochs}; a longer budget, or a "
-                         "max_length, keeps more of each text)")  # fmt: skip
-
-    def _cut_to(self, length: int, why: str) -> None:
-        """Re-encode the run's examples at ``length`` tokens, time the device at it, and say so in the warnings."""
-        self.data = _reencoded(self.data, self.clf, length, f"not the automatic {self.plan.max_length}, {why}")
-        self.calibration = calibrate(self.clf, self.data.train_examples, self.args.batch_size)
-        self.plan = dataclasses.replace(self.plan, max_length=length)
-
-    def _seconds_at(self, length: int, epochs: int) -> float:
-        """The priced time of ``epochs`` automatic epochs with every example cut to ``length`` tokens."""
-        plan = _replan(self.plan, epochs, epochs * self.plan.steps_per_epoch, self.args)
-        return self._estimate(plan, cut=length).seconds
-
-    def _fit_budget(self, plan: Plan) -> Plan:
-        """The plan that fits the time left: fewer automatic epochs, or part of one; on resume, the saved plan
-        (budget or not: a run resumed without its budget continues the plan the budget made)."""
-        args = self.args
-        if args.resume and args.checkpoint_dir is not None:
-            saved = saved_plan(Path(args.checkpoint_dir))
-            if saved is not None:
-                return _replan(plan, saved["epochs"], saved["total_steps"], args)
-        if self.deadline is None or args.epochs is not None:
-            return plan  # the user's epochs stand; the budget only stops the run
-        left = (self.deadline - time.monotonic()) * BUDGET_SHARE
-        estimate = self._estimate(plan)  # priced once: fewer epochs only change how many steps and evaluations
-        for epochs in range(plan.epochs, 0, -1):
-            candidate = _replan(plan, epochs, epochs * plan.steps_per_epoch, args)
-            evaluations = math.ceil(candidate.total_steps / candidate.eval_every) if self.data.val_examples else 0
-            if estimate.seconds_for(candidate.total_steps, evaluations) <= left:
-                return candidate
-        # not even one epoch: the steps that fit beside SHORT_RUN_EVALUATIONS evaluations
-        per_step = estimate.train_s / max(estimate.steps, 1)
-        steps = int((left - SHORT_RUN_EVALUATIONS * estimate.seconds_per_evaluation) / max(per_step, 1e-9))
-        return _replan(plan, 1, max(1, min(steps, plan.steps_per_epoch)), args)
+        if self.last_eval_s is not None or self.plan.estimate is None:
+            return self.last_eval_s or 0.0
+        return self.plan.estimate.seconds_per_evaluation
 
     def epoch_batches(self) -> list[list[int]]:
         """The global batches of the current epoch, from the current step on: shuffled by epoch and grouped by
@@ -610,7 +530,20 @@ class Trainer:
             record.best_weights = _copy_weights(clf)
         record.since_best = _evaluations_since_best(state.history)
         self.last_eval_s = time.perf_counter() - began
+        if state.estimated_s is None:
+            self.estimate_from_steps(began)
         self.trigger("on_evaluate", state, metrics)
+
+    def estimate_from_steps(self, eval_began: float) -> None:
+        """A run planned without timing the device estimates its time at its first evaluation: the steps so far and
+        that evaluation, extended to the whole plan."""
+        state, plan = self.state, self.plan
+        steps = state.step - self.clock.first_step
+        if steps <= 0:
+            return
+        per_step = (eval_began - self.clock.began) / steps
+        evaluations = math.ceil(plan.total_steps / plan.eval_every)
+        state.estimated_s = per_step * plan.total_steps + self.last_eval_s * evaluations
 
     def score(self, full: bool) -> tuple[float, dict]:
         """``(loss, metrics)`` of the adapter as it stands on the validation sample, or on all of it."""
@@ -826,15 +759,6 @@ def _reencoded(data: RunData, clf: PromptClassifier, max_length: int, why: str) 
                                warnings=warnings)  # fmt: skip
 
 
-def _shorter_lengths(length: int) -> list[int]:
-    """The cuts a time budget may choose below ``length``: halved, rounded up to a multiple of 8, down to
-    MIN_BUDGET_LENGTH (none when ``length`` is already that short)."""
-    out = []
-    while (length := 8 * math.ceil(length / 16)) >= MIN_BUDGET_LENGTH:
-        out.append(length)
-    return out
-
-
 def _encode_training(clf: PromptClassifier, train: Dataset, max_length: int | None) -> tuple[int, list, int]:
     """``(max_length, examples, how many were truncated)``, the automatic max_length chosen from the examples."""
     limit = clf.backbone.max_length
@@ -857,36 +781,6 @@ def _start_head_at(clf: PromptClassifier, value: float) -> None:
     if last.bias is not None:
         with torch.no_grad():
             last.bias.fill_(value)
-
-
-def _plan(args: TrainingArguments, clf: PromptClassifier, data: RunData, processes: int) -> Plan:
-    epochs = args.epochs or auto_epochs(len(data.train), args.batch_size, processes)
-    steps_per_epoch = math.ceil(math.ceil(len(data.train) / args.batch_size) / processes)
-    plan = Plan(
-        epochs=epochs,
-        lr=args.lr if args.lr is not None else PROMPT_LR[clf.config.method],
-        head_lr=args.head_lr if args.head_lr is not None else HEAD_LR,
-        max_length=data.max_length,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=epochs * steps_per_epoch,
-        warmup_steps=0,
-        eval_every=1,
-        eval_batch_size=max(64, 2 * args.batch_size),
-        processes=processes,
-    )
-    return _replan(plan, epochs, plan.total_steps, args)
-
-
-def _replan(plan: Plan, epochs: int, total_steps: int, args: TrainingArguments) -> Plan:
-    """``plan`` with these epochs and steps; the warm-up and the evaluation spacing follow from them."""
-    if args.eval_steps:
-        eval_every = args.eval_steps
-    elif epochs >= SHORT_RUN_EVALUATIONS:
-        eval_every = plan.steps_per_epoch
-    else:
-        eval_every = math.ceil(total_steps / SHORT_RUN_EVALUATIONS)
-    return dataclasses.replace(plan, epochs=epochs, total_steps=total_steps, eval_every=eval_every,
-                               warmup_steps=int(args.warmup_ratio * total_steps))  # fmt: skip
 
 
 def _optimizer(clf: PromptClassifier, plan: Plan, weight_decay: float) -> torch.optim.Optimizer:

@@ -12,7 +12,7 @@ import pytest
 
 from ptuning import estimate
 from ptuning.estimate import Calibration, _fit, duration, estimate_run
-from ptuning.train import Callback, TrainingArguments, train
+from ptuning.train import Callback, TrainingArguments, plan_training, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,22 +66,31 @@ def test_durations_read_as_people_say_them():
     assert [duration(s) for s in (4.4, 200, 3900)] == ["4 s", "3 min 20 s", "1 h 05 min"]
 
 
-def test_a_run_reports_its_estimate_and_calibrations_are_kept(tiny, sentiment, one_thread):
+def test_a_run_without_a_budget_times_nothing_in_advance_and_estimates_from_its_own_steps(tiny, sentiment, one_thread):
     estimate._cache.clear()
     result = train(sentiment(64), config=adapter(tiny), args=TrainingArguments(epochs=2, batch_size=8))
+    assert len(estimate._cache) == 0  # no calibration: the first real step is the first step
+    assert result.state.estimated_s > 0
+    assert result.model.info["training"]["estimated_seconds"] == round(result.state.estimated_s, 1)
+
+
+def test_budget_runs_are_timed_in_advance_and_calibrations_are_kept(tiny, sentiment, one_thread):
+    estimate._cache.clear()
+    budget = TrainingArguments(batch_size=8, time_budget=600)
+    result = train(sentiment(64), config=adapter(tiny), args=budget)
     assert result.state.estimated_s > 0
     assert len(estimate._cache) == 1  # a second run on the same backbone and kind of adapter re-uses it
-    train(sentiment(64, seed=1), config=adapter(tiny), args=TrainingArguments(epochs=1, batch_size=8))
+    train(sentiment(64, seed=1), config=adapter(tiny), args=budget)
     assert len(estimate._cache) == 1
 
 
 def test_automatic_epochs_shrink_to_fit_the_budget(tiny, sentiment, priced, one_thread):
     data = sentiment(64)
-    free = train(data, config=adapter(tiny), args=TrainingArguments(batch_size=8, patience=0))
-    budget = free.state.estimated_s / 3  # a third of what the automatic plan would take
+    free = plan_training(data, config=adapter(tiny), args=TrainingArguments(batch_size=8, patience=0))  # priced
+    budget = free.estimated_s / 3  # a third of what the automatic plan would take
     # the run itself is far faster than the priced one: it runs its whole (shorter) plan
     fitted = train(data, config=adapter(tiny), args=TrainingArguments(batch_size=8, patience=0, time_budget=budget))
-    assert fitted.state.epochs < free.state.epochs
+    assert fitted.state.epochs < free.epochs
     assert fitted.state.estimated_s <= budget
     assert fitted.state.step == fitted.state.total_steps and not fitted.state.budget_reached
 
@@ -118,8 +127,8 @@ def test_training_stops_at_the_budget_with_the_best_adapter_so_far(tiny, sentime
 
 def test_a_resumed_run_follows_the_plan_its_budget_made(tiny, sentiment, priced, tmp_path, one_thread):
     data, ckpt = sentiment(64), str(tmp_path / "ckpt")
-    free = train(data, config=adapter(tiny), args=TrainingArguments(batch_size=8, patience=0))
-    budget = free.state.estimated_s / 3
+    free = plan_training(data, config=adapter(tiny), args=TrainingArguments(batch_size=8, patience=0))  # priced
+    budget = free.estimated_s / 3
     first = train(data, config=adapter(tiny), args=TrainingArguments(batch_size=8, patience=0, time_budget=budget,
                                                                      checkpoint_dir=ckpt))  # fmt: skip
     priced.calibration = Calibration(train_linear=1.0, train_quadratic=0.0, eval_linear=1.0, eval_quadratic=0.0)

@@ -64,7 +64,7 @@ def plan(tiny, sentiment, monkeypatch, **args):
 
 
 def test_a_budget_too_short_for_ten_epochs_cuts_long_texts_until_they_fit(tiny, sentiment, monkeypatch):
-    from ptuning.train import BUDGET_EPOCHS
+    from ptuning.plan import BUDGET_EPOCHS
 
     assert BUDGET_EPOCHS == 10  # the numbers below are priced for it
     free = plan(tiny, sentiment, monkeypatch)

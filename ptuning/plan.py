@@ -1,0 +1,219 @@
+"""What a training run will do, decided before its first step: one pure function of the data, the arguments and
+the device's measured costs.
+
+    plan = make_plan(args, Workload(train_lengths, val_lengths, max_length, method), costs=calibration, seconds_left=300)
+
+The plan says the length texts are cut at, the epochs and steps, the learning rates and their schedule, when to
+evaluate, and (when the device's costs are given) the priced time of it all. A time budget with the automatic length
+and epochs first cuts the texts shorter until ``BUDGET_EPOCHS`` epochs fit, then takes as many automatic epochs as fit,
+or part of one. A resumed run takes the plan its checkpoint recorded (the length, epochs and steps its budget chose),
+budget or not. The trainer runs a plan and never changes it; ``train()`` lays the texts out again when the plan cuts
+them shorter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .config import Method
+from .estimate import Calibration, Estimate, estimate_run
+from .training_args import HEAD_LR, PROMPT_LR, SHORT_RUN_EVALUATIONS, TrainingArguments, auto_epochs
+
+__all__ = ["BUDGET_EPOCHS", "BUDGET_SHARE", "MIN_BUDGET_LENGTH", "Plan", "Workload", "lr_schedule", "make_plan",
+           "shorter_lengths"]
+
+# The share of a time budget left after setup that the plan may fill: estimates are within about 10-20 %, and the
+# loop's own stop (before a step that would end past the budget) catches the rest.
+BUDGET_SHARE = 0.9
+# A time budget with the automatic length and epochs cuts the texts shorter (halving the length, not below
+# MIN_BUDGET_LENGTH tokens) until at least BUDGET_EPOCHS epochs fit. On 410 man pages (BENCHMARKS.md) the runs without
+# a budget found their best adapter after 6 to 10 epochs at every length (128, 256, 512 tokens), and budget runs cut
+# to leave 5 or 8 epochs fell 4-7 points short of that; one epoch at 512 tokens left a coin toss (0.51).
+BUDGET_EPOCHS = 10
+MIN_BUDGET_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a plan needs to know of a run's data: the token lengths of its examples as laid out (at ``max_length``),
+    of the training examples and of those one evaluation reads (None: no validation)."""
+
+    train_lengths: tuple[int, ...]
+    val_lengths: tuple[int, ...] | None
+    max_length: int  # the length the examples are laid out at: given, or chosen from the data
+    method: Method
+    processes: int = 1
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_lengths)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The numbers a run follows, the automatic arguments resolved from the data."""
+
+    epochs: int
+    lr: float
+    head_lr: float
+    max_length: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    eval_every: int
+    eval_batch_size: int
+    processes: int
+    estimate: Estimate | None = None  # the priced time of the steps and evaluations (None: no costs were given)
+    cut: str | None = None  # why max_length is shorter than the workload's (None: it is not)
+
+    @property
+    def estimated_s(self) -> float | None:
+        return None if self.estimate is None else self.estimate.seconds
+
+    def resolved(self) -> dict:
+        """What a checkpoint records of the plan (a resumed run must plan the same)."""
+        keys = ("epochs", "lr", "head_lr", "max_length", "total_steps", "steps_per_epoch", "processes")
+        return {k: getattr(self, k) for k in keys}
+
+
+def make_plan(
+    args: TrainingArguments,
+    work: Workload,
+    *,
+    costs: Calibration | None = None,
+    seconds_left: float | None = None,
+    saved: dict | None = None,
+) -> Plan:
+    """The plan of a run on ``work`` with ``args``.
+
+    ``costs`` (``estimate.calibrate``) prices it; ``seconds_left`` (what the time budget leaves after setup) fits the
+    automatic length and epochs into it, which needs ``costs``; ``saved`` (``checkpoints.saved_plan``) is the plan of
+    the run being resumed, whose length, epochs and steps are kept.
+
+    >>> make_plan(TrainingArguments(), Workload((12,) * 200, (12,) * 20, 16, Method.DEEP)).epochs
+    20
+    """
+    plan = _automatic(args, work)
+    if saved is not None:
+        plan = _as_saved(plan, saved, args)
+    elif seconds_left is not None and args.epochs is None and costs is not None:
+        left = seconds_left * BUDGET_SHARE
+        if args.max_length is None:
+            plan = _fit_length(plan, args, work, costs, left)
+        plan = _fit_epochs(plan, args, work, costs, left)
+    if costs is not None:
+        plan = dataclasses.replace(plan, estimate=_price(plan, args, work, costs))
+    return plan
+
+
+def lr_schedule(total: int, warmup: int) -> Callable[[int], float]:
+    """The learning-rate factor of each step (for ``LambdaLR``): a linear rise over ``warmup`` steps, then a
+    linear fall to 0 at step ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def shorter_lengths(length: int) -> list[int]:
+    """The cuts a time budget may choose below ``length``: halved, rounded up to a multiple of 8, down to
+    MIN_BUDGET_LENGTH (none when ``length`` is already that short)."""
+    out = []
+    while (length := 8 * math.ceil(length / 16)) >= MIN_BUDGET_LENGTH:
+        out.append(length)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the steps of a plan
+def _automatic(args: TrainingArguments, work: Workload) -> Plan:
+    """The plan without a budget: given values, else the automatic ones."""
+    epochs = args.epochs or auto_epochs(work.n_train, args.batch_size, work.processes)
+    steps_per_epoch = math.ceil(math.ceil(work.n_train / args.batch_size) / work.processes)
+    plan = Plan(
+        epochs=epochs,
+        lr=args.lr if args.lr is not None else PROMPT_LR[work.method],
+        head_lr=args.head_lr if args.head_lr is not None else HEAD_LR,
+        max_length=work.max_length,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=epochs * steps_per_epoch,
+        warmup_steps=0,
+        eval_every=1,
+        eval_batch_size=max(64, 2 * args.batch_size),
+        processes=work.processes,
+    )
+    return _with_steps(plan, epochs, plan.total_steps, args)
+
+
+def _with_steps(plan: Plan, epochs: int, total_steps: int, args: TrainingArguments) -> Plan:
+    """``plan`` with these epochs and steps; the warm-up and the evaluation spacing follow from them."""
+    if args.eval_steps:
+        eval_every = args.eval_steps
+    elif epochs >= SHORT_RUN_EVALUATIONS:
+        eval_every = plan.steps_per_epoch
+    else:
+        eval_every = math.ceil(total_steps / SHORT_RUN_EVALUATIONS)
+    return dataclasses.replace(plan, epochs=epochs, total_steps=total_steps, eval_every=eval_every,
+                               warmup_steps=int(args.warmup_ratio * total_steps))  # fmt: skip
+
+
+def _as_saved(plan: Plan, saved: dict, args: TrainingArguments) -> Plan:
+    """The resumed run's plan: its checkpoint's cut of the length (one a budget could have chosen), epochs and steps."""
+    try:
+        length, epochs, steps = saved.get("max_length"), int(saved["epochs"]), int(saved["total_steps"])
+    except (KeyError, TypeError, ValueError):
+        return plan  # a damaged record: the checkpoint's own check says so when it is loaded
+    if args.max_length is None and length in shorter_lengths(plan.max_length):
+        plan = dataclasses.replace(plan, max_length=length,
+                                   cut="as in the run being resumed (its time budget chose it)")  # fmt: skip
+    return _with_steps(plan, epochs, steps, args)
+
+
+def _fit_length(plan: Plan, args: TrainingArguments, work: Workload, costs: Calibration, left: float) -> Plan:
+    """The longest cut of the texts (the automatic length, halved down to MIN_BUDGET_LENGTH) at which
+    BUDGET_EPOCHS automatic epochs (or fewer, when the plan has fewer) fit into ``left`` seconds."""
+    epochs = min(BUDGET_EPOCHS, plan.epochs)
+    trial = _with_steps(plan, epochs, epochs * plan.steps_per_epoch, args)
+    if _price(trial, args, work, costs).seconds <= left:
+        return plan
+    chosen = plan.max_length
+    for chosen in shorter_lengths(plan.max_length):
+        if _price(dataclasses.replace(trial, max_length=chosen), args, work, costs).seconds <= left:
+            break
+    if chosen == plan.max_length:
+        return plan
+    why = (f"to fit more epochs into the time budget (up to {epochs}; a longer budget, or a max_length, keeps more of "
+           "each text)")  # fmt: skip
+    return dataclasses.replace(plan, max_length=chosen, cut=why)
+
+
+def _fit_epochs(plan: Plan, args: TrainingArguments, work: Workload, costs: Calibration, left: float) -> Plan:
+    """Fewer automatic epochs, or part of one, so that the plan fits into ``left`` seconds."""
+    estimate = _price(plan, args, work, costs)  # priced once: fewer epochs only change the counts
+    for epochs in range(plan.epochs, 0, -1):
+        candidate = _with_steps(plan, epochs, epochs * plan.steps_per_epoch, args)
+        evaluations = math.ceil(candidate.total_steps / candidate.eval_every) if work.val_lengths else 0
+        if estimate.seconds_for(candidate.total_steps, evaluations) <= left:
+            return candidate
+    # not even one epoch: the steps that fit beside SHORT_RUN_EVALUATIONS evaluations
+    per_step = estimate.train_s / max(estimate.steps, 1)
+    steps = int((left - SHORT_RUN_EVALUATIONS * estimate.seconds_per_evaluation) / max(per_step, 1e-9))
+    return _with_steps(plan, 1, max(1, min(steps, plan.steps_per_epoch)), args)
+
+
+def _price(plan: Plan, args: TrainingArguments, work: Workload, costs: Calibration) -> Estimate:
+    """``plan``'s steps and evaluations priced at ``costs``, every example cut to the plan's length."""
+    return estimate_run(
+        costs, _cut(work.train_lengths, plan.max_length), _cut(work.val_lengths, plan.max_length),
+        batch_size=args.batch_size, eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
+        steps_per_epoch=plan.steps_per_epoch, eval_every=plan.eval_every, processes=plan.processes, seed=args.seed,
+    )  # fmt: skip
+
+
+def _cut(lengths: Sequence[int] | None, length: int) -> list[int] | None:
+    return None if lengths is None else [min(n, length) for n in lengths]
