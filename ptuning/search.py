@@ -17,7 +17,6 @@ same validation split, so trials differ only by their settings.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import threading
 import time
@@ -132,8 +131,7 @@ def search(
     higher = data.task == "classification"
     n_train = len(data) if eval_data is not None else len(split_dataset(data, args.val_split, args.seed)[0])
     space = _Space.around(fixed, args, n_train)
-    # Trials' evaluations at the same steps, so the pruner compares like with like; no checkpoints between trials
-    trial_args = dataclasses.replace(args, eval_steps=args.eval_steps or space.eval_steps, checkpoint_dir=None)
+    trial_args = dataclasses.replace(args, checkpoint_dir=None)  # no checkpoints between trials
     study = optuna.create_study(
         direction="maximize" if higher else "minimize",
         sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=max(2, min(10, n_trials // 3))),
@@ -196,7 +194,7 @@ def search(
 
 @dataclass(frozen=True)
 class _Space:
-    """What is searched (None: fixed by the caller) and the fixed evaluation spacing of every trial."""
+    """What is searched (None: fixed by the caller)."""
 
     methods: tuple[str, ...] | None
     lengths: tuple[int, ...] | None
@@ -204,18 +202,13 @@ class _Space:
     head_lr: bool
     epochs: tuple[int, int] | None  # inclusive range
     fixed: dict  # the resolved fixed values shown in the trial table
-    eval_steps: int
 
     @classmethod
     def around(cls, fixed: dict, args: TrainingArguments, n_train: int) -> "_Space":
         defaults = PromptConfig(labels=["a", "b"], **{k: v for k, v in fixed.items() if k not in ("labels", "task")})
         placement_sets_length = str(defaults.placement).strip().lower() not in _NAMED_PLACEMENTS
-        steps_per_epoch = math.ceil(n_train / args.batch_size)
-        most = args.epochs or auto_epochs(n_train, args.batch_size)
+        most = args.epochs or auto_epochs(n_train, args.batch_size)  # the automatic epochs a plan would take
         least = args.epochs or max(1, most // 4)
-        # Every trial evaluates every epoch, or, when some would have fewer than SHORT_RUN_EVALUATIONS epochs,
-        # every 1/SHORT_RUN_EVALUATIONS of an epoch: at the same steps in all trials.
-        eval_steps = steps_per_epoch if least >= SHORT_RUN_EVALUATIONS else -(-steps_per_epoch // SHORT_RUN_EVALUATIONS)
         return cls(
             methods=None if "method" in fixed else METHODS,
             lengths=None if "num_virtual_tokens" in fixed or placement_sets_length else PROMPT_LENGTHS,
@@ -224,12 +217,11 @@ class _Space:
             epochs=(least, most) if least < most else None,
             fixed={"method": defaults.method.value, "num_virtual_tokens": defaults.num_virtual_tokens,
                    "lr": args.lr, "head_lr": args.head_lr, "epochs": least},  # fmt: skip
-            eval_steps=eval_steps,
         )
 
     def defaults(self) -> dict:
         """The searched settings at the values ``train()`` would choose by itself."""
-        method = Method(self.fixed["method"] if self.methods is None else Method.DEEP)
+        method = Method(self.fixed["method"] if self.methods is None else PromptConfig.method)
         values = {"method": method.value, "num_virtual_tokens": PromptConfig.num_virtual_tokens,
                   "lr": PROMPT_LR[method], "head_lr": HEAD_LR, "epochs": self.epochs and self.epochs[1]}  # fmt: skip
         searched = {"method": self.methods, "num_virtual_tokens": self.lengths, "lr": self.lr,
@@ -261,13 +253,17 @@ def _args_part(params: dict) -> dict:
 
 
 class _Report(Callback):
-    """Reports every evaluation to the trial; when the pruner says so, sets ``pruned`` (the run's cancel)."""
+    """Reports every evaluation to the trial; when the pruner says so, sets ``pruned`` (the run's cancel).
+
+    Trials keep ``train()``'s own schedule (an evaluation every epoch, or every quarter of a run under
+    SHORT_RUN_EVALUATIONS epochs), so each is reported at the quarter-epoch it was made at: the pruner compares
+    trials at the same point of training (the ends of epochs, where every schedule evaluates) whatever their epochs."""
 
     def __init__(self, trial, pruned: threading.Event):
         self.trial, self.pruned = trial, pruned
 
     def on_evaluate(self, state: TrainState, metrics: dict) -> None:
-        self.trial.report(primary_metric(metrics)[1], state.step)
+        self.trial.report(primary_metric(metrics)[1], round(state.epoch * SHORT_RUN_EVALUATIONS))
         if self.trial.should_prune():
             self.pruned.set()
 

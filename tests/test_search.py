@@ -46,11 +46,13 @@ def test_the_table_has_one_row_per_trial_with_its_settings(tiny, sentiment):
 def test_the_first_trial_is_the_default_run(tiny, sentiment):
     data, args = sentiment(48), fast()
     result = search(data, 2, config=config(tiny), args=args)
-    default = train(data, config=config(tiny), args=dataclasses.replace(args, eval_steps=1))
+    default = train(data, config=config(tiny), args=args)  # train() unchanged: its own evaluation schedule too
 
     assert result.trials[0].params == {"method": "deep", "num_virtual_tokens": 5, "lr": 1e-2, "head_lr": 1e-2,
                                        "epochs": 2}  # fmt: skip
     assert result.trials[0].metrics == default.metrics
+    assert (result.trials[0].steps, result.trials[0].total_steps) == (default.state.step, default.state.total_steps)
+    assert result.model.info["training"]["best_step"] == default.state.best_step or result.best.number != 0
 
 
 def test_pruned_trials_stop_early_and_are_marked(tiny, sentiment):
