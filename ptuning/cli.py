@@ -38,10 +38,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(
-        prog="python -m ptuning",
+        prog="ptuning" if Path(sys.argv[0]).name == "ptuning" else "python -m ptuning",  # the installed command
         description="Train, evaluate, use and share soft-prompt adapters for frozen Hugging Face text classifiers.",
     )
+    parser.add_argument("--version", action="version", version=f"ptuning {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for add_command in (_add_train, _add_evaluate, _add_predict, _add_inspect, _add_push, _add_serve):
         add_command(sub)
@@ -154,7 +157,7 @@ def _add_push(sub) -> None:
 
 
 def _add_serve(sub) -> None:
-    from .serving.engine import ServingConfig
+    from .serving.options import add_serve_options
 
     p = sub.add_parser(
         "serve",
@@ -162,20 +165,9 @@ def _add_serve(sub) -> None:
         description="Serve prompt adapters over one frozen backbone: POST /classify (vLLM's shape), GET /v1/models, "
         "/health, /metrics, /docs. Requests for different adapters share backbone passes.",
     )
-    add_serve_options(p, ServingConfig)
+    add_serve_options(p)
     p.add_argument("--access-log", action="store_true", help="Log a line per request (off: it costs under load).")
     p.set_defaults(func=cmd_serve)
-
-
-def add_serve_options(p: argparse.ArgumentParser, config_cls: type) -> None:
-    """The options of ``serve`` (and of the Ray Serve launcher): adapters, address, then ``ServingConfig``'s fields."""
-    p.add_argument(
-        "--adapter", action="append", default=[], metavar="NAME=ADAPTER",
-        help="Serve the adapter at ADAPTER (directory or Hub repo id) as NAME; repeat for more.",
-    )  # fmt: skip
-    p.add_argument("--host", default="127.0.0.1", help="Address to listen on. Default: 127.0.0.1.")
-    p.add_argument("--port", type=int, default=8000, help="Port to listen on. Default: 8000.")
-    add_options(p.add_argument_group("batching and limits"), config_cls)
 
 
 def _add_data_columns(p: argparse.ArgumentParser, labels: bool) -> None:
@@ -244,10 +236,23 @@ def cmd_train(a: argparse.Namespace) -> int:
     args = TrainingArguments(**given_options(a, TrainingArguments), checkpoint_dir=str(out / CHECKPOINT_SUBDIR))
     main_process = _is_main_process()
 
-    class Announce(Callback):  # first the estimate, then what the data and the run found (duplicates, truncation)
+    class Announce(Callback):
+        """First the estimate (a budget's plan has it before the first step; otherwise the run's first steps and
+        evaluation make it), then what the data and the run found (duplicates, truncation)."""
+
+        said = False
+
         def on_train_begin(self, state):
-            print(f"estimate: {_estimate_line(state, args)}", file=sys.stderr, flush=True)
+            self.estimate(state)
             _warn(state.warnings)
+
+        def on_evaluate(self, state, metrics):
+            self.estimate(state)
+
+        def estimate(self, state):
+            if state.estimated_s is not None and not self.said:
+                print(f"estimate: {_estimate_line(state, args)}", file=sys.stderr, flush=True)
+                self.said = True
 
     cancel = threading.Event()
     if a.search is not None:

@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     """Start a local Ray instance (or join ``RAY_ADDRESS``) and serve until interrupted."""
     import ray
 
-    from ..cli import add_serve_options
     from ..options import given_options
+    from .options import add_serve_options
     from .server import parse_adapter_specs
 
     parser = argparse.ArgumentParser(prog="python -m ptuning.serving.ray_serve", description=__doc__.split("\n")[0])
