@@ -16,12 +16,15 @@ The modules, each importing only those listed before it:
   ``interpret``: reading a prompt (the tokens nearest each vector); ``model_card``: the card;
 - ``model``: ``PromptClassifier``, with ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` over the three;
 - ``training_args``, ``policy``: how to train, and what a public app's operator allows (``AppSettings``);
-- ``evaluation``, ``checkpoints``, ``estimate``, ``train``: scoring, checkpoints, how long a run will take, the trainer;
+- ``evaluation``, ``checkpoints``, ``estimate``, ``plan``, ``train``: scoring, checkpoints, how long a run will take,
+  what a run will do (decided before it starts), the trainer that runs it;
   ``search``: trials of settings with Optuna, the best kept;
 - ``jobs``: a training run in a background thread, for UIs;
 - ``serving``: many adapters over one backbone, requests batched across adapters (engine; HTTP and Ray Serve faces);
 - ``cli`` (``python -m ptuning``): the command line. ``app.py`` (beside the package) is the Gradio app.
 """
+
+__version__ = "0.6.0"
 
 from .backbones import EMBEDDED_ID, load_backbone
 from .config import EncoderType, Init, Method, Pooling, PromptConfig
