@@ -19,9 +19,9 @@ def test_pip_install_gives_the_ptuning_command_and_the_library(tmp_path):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             (source / name).write_bytes((ROOT / name).read_bytes())
     env_dir = tmp_path / "venv"
-    # The fresh environment sees this one's packages (torch, transformers... are not downloaded again); the build
-    # uses the setuptools that is here, so the test needs no network.
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    # The fresh environment sees this one's packages (torch, transformers... are not downloaded again), pip and the
+    # setuptools and wheel of requirements-dev.txt included, so the build needs no network.
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
     done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-build-isolation", str(source)],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
