@@ -48,6 +48,9 @@ MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken"]
 
 # The deep prompts of the forward pass running in this thread/task (see ``Backbone.__post_init__``).
 deep_prompts: contextvars.ContextVar = contextvars.ContextVar("ptuning_deep_prompts", default=None)
+# ``(K, states)``: the forward pass running in this thread/task starts at layer K from ``states`` (what layers below K
+# computed before; ``PromptClassifier.lower_states``), and the layers below K return without computing.
+start_at: contextvars.ContextVar = contextvars.ContextVar("ptuning_start_at", default=None)
 
 
 def embedded_path() -> str | None:
@@ -99,6 +102,7 @@ class Backbone:
         for i, layer in enumerate(self.layers):
             if i > 0:
                 layer.register_forward_pre_hook(_make_deep_hook(i), with_kwargs=True)
+            layer.forward = _skippable(layer.forward, i)
 
     @property
     def hidden_size(self) -> int:
@@ -149,8 +153,8 @@ def _find_layers(model: nn.Module, n: int) -> nn.ModuleList:
 
 def _make_deep_hook(layer: int):
     def hook(module, args, kwargs):
-        state = deep_prompts.get()
-        if state is None:
+        state, start = deep_prompts.get(), start_at.get()
+        if state is None or (start is not None and layer < start[0]):  # no prompts, or a layer the pass skips
             return None
         tables, rows, slots = state  # [A, layers-1, n, H], [B] adapter of each row, [B, L] prompt slots
         hidden = args[0] if args else kwargs["hidden_states"]
@@ -162,6 +166,25 @@ def _make_deep_hook(layer: int):
         return args, {**kwargs, "hidden_states": hidden}
 
     return hook
+
+
+def _skippable(forward, layer: int):
+    """``forward`` of layer ``layer``, which returns without computing when the running pass starts above it (the last
+    skipped layer returns the states the pass starts from; ``start_at``). Most layers return their hidden states as a
+    tensor in transformers 5; DeBERTa's return ``(states, attentions)``: a skipped layer returns what its last
+    computed call returned the shape of (the states a run starts from are computed by these very layers first)."""
+    returned = {"tuple": 0}  # the length of the tuple the layer returns, 0 for a tensor
+
+    def run(hidden_states, *args, **kwargs):
+        start = start_at.get()
+        if start is None or layer >= start[0]:
+            out = forward(hidden_states, *args, **kwargs)
+            returned["tuple"] = len(out) if isinstance(out, tuple) else 0
+            return out
+        states = start[1] if layer == start[0] - 1 else hidden_states
+        return (states,) + (None,) * (returned["tuple"] - 1) if returned["tuple"] else states
+
+    return run
 
 
 def load_backbone(name: str | None = None, device: str | torch.device | None = None) -> Backbone:

@@ -86,6 +86,15 @@ class PromptConfig:
             "flag": "--prompt-length",
         },
     )
+    start_layer: int = field(
+        default=0,
+        metadata={
+            "help": "deep only: the first layer whose prompt trains. 0 trains the input prompt and every layer's. K "
+            "keeps the prompts below layer K at their start: the frozen layers below K then compute the same states "
+            "for a text every epoch, computed once and reused, and a training step runs layers K and up only.",
+            "metavar": "K",
+        },
+    )
     placement: str = field(
         default="start",
         metadata={
@@ -147,6 +156,10 @@ class PromptConfig:
         self.num_virtual_tokens = _whole(self.num_virtual_tokens, "num_virtual_tokens")
         if self.num_virtual_tokens < 0 or self.num_virtual_tokens > 512:
             raise ConfigError(f"num_virtual_tokens must be between 0 and 512, not {self.num_virtual_tokens}")
+        self.start_layer = _whole(self.start_layer, "start_layer")
+        _require(self.start_layer >= 0, f"start_layer must be 0 or more, not {self.start_layer}")
+        _require(self.start_layer == 0 or self.method == Method.DEEP,
+                 f"start_layer {self.start_layer} needs the deep method (the only one with a prompt at every layer)")
         self.encoder_hidden_size = _whole(self.encoder_hidden_size, "encoder_hidden_size")
         _require(
             1 <= self.encoder_hidden_size <= MAX_ENCODER_HIDDEN,
@@ -167,7 +180,10 @@ class PromptConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
+        d = {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
+        # Settings added after format 1 are written only when they differ from their default, so that an adapter
+        # which does not use them still loads in the ptuning versions before them.
+        return {k: v for k, v in d.items() if not (k in _LATER_SETTINGS and v == _LATER_SETTINGS[k])}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PromptConfig":
@@ -179,6 +195,9 @@ class PromptConfig:
         if unknown:
             raise ConfigError(f"unknown adapter settings {unknown}: was it written by a newer ptuning?")
         return cls(**d)
+
+
+_LATER_SETTINGS = {"start_layer": 0}  # name: default
 
 
 def _require(ok: bool, message: str) -> None:

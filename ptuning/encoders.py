@@ -113,12 +113,17 @@ class DeepPrompts(nn.Module):
     """P-Tuning v2 style: a prompt table for the input of each layer after the first.
 
     The model overwrites the hidden states at the prompt positions before layer i with table i-1, so every layer
-    sees freshly trained vectors there instead of what the previous layer made of them.
+    sees freshly trained vectors there instead of what the previous layer made of them. With ``start_layer`` K > 1
+    the tables below layer K pass no gradient: they stay at their start (what makes the states below layer K the same
+    every epoch; ``PromptClassifier.lower_states``).
     """
 
-    def __init__(self, num_layers: int, init: torch.Tensor):
+    def __init__(self, num_layers: int, init: torch.Tensor, start_layer: int = 0):
         super().__init__()
         self.tables = nn.Parameter(init.unsqueeze(0).repeat(max(num_layers - 1, 0), 1, 1).clone())
+        self.frozen = max(start_layer - 1, 0)  # tables 0..frozen-1 feed layers 1..start_layer-1
 
     def forward(self) -> torch.Tensor:
-        return self.tables
+        if not self.frozen:
+            return self.tables
+        return torch.cat([self.tables[: self.frozen].detach(), self.tables[self.frozen :]])

@@ -17,13 +17,14 @@ import copy
 import tempfile
 from collections.abc import Sequence
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .adapter_files import CARD_FILE, load_adapter, save_adapter
-from .backbones import deep_prompts, load_backbone
+from .backbones import deep_prompts, load_backbone, start_at
 from .batching import collate, encode, length_grouped_batches
 from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
@@ -90,7 +91,11 @@ class PromptClassifier(nn.Module):
             self.prompt = PromptTable(init)
         # Every deep table starts at the input prompt. Starting each at what its layer receives of that prompt (hidden
         # states ten times the norm) measured the same on movie polarity (BENCHMARKS.md, issue 14): not kept.
-        self.deep = DeepPrompts(backbone.num_layers, init) if config.method == Method.DEEP else None
+        if not 0 <= config.start_layer < max(backbone.num_layers, 1):
+            raise ConfigError(f"start_layer must be below the backbone's {backbone.num_layers} layers, not "
+                              f"{config.start_layer}")  # fmt: skip
+        self.deep = DeepPrompts(backbone.num_layers, init, config.start_layer) if config.method == Method.DEEP else None
+        self.prompt.requires_grad_(config.start_layer == 0)  # below a later start, the input prompt stays as it is
         if config.pooling == Pooling.MODEL:
             self.head = backbone.new_head(config.num_labels, generator)
         else:
@@ -119,12 +124,51 @@ class PromptClassifier(nn.Module):
         """The input prompt, ``[num_virtual_tokens, hidden]`` (for p-tuning: the encoder's output)."""
         return self.prompt()
 
-    def forward(self, input_ids, prompt_slots, attention_mask, token_type_ids=None) -> torch.Tensor:
+    def forward(self, input_ids, prompt_slots, attention_mask, token_type_ids=None, start_states=None) -> torch.Tensor:
+        """Logits of a collated batch; ``start_states`` (``[B, L, H]``, ``pad_states`` of ``lower_states``) starts the
+        pass at layer ``config.start_layer`` from them instead of computing the layers below."""
         rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
         batch = dict(
             input_ids=input_ids, prompt_slots=prompt_slots, attention_mask=attention_mask, token_type_ids=token_type_ids
         )
-        return forward_mixed([self], rows, batch)
+        return forward_mixed([self], rows, batch, start_states=start_states)
+
+    @torch.inference_mode()
+    def lower_states(self, examples, batch_size: int = 64) -> list[torch.Tensor]:
+        """What the layers below ``config.start_layer`` make of each laid-out example, ``[its length, H]`` each (in
+        input order, on the adapter's device): the states a pass of this adapter starts from at that layer. They
+        depend on nothing that trains (the prompts below the start stay as they are), so a run computes them once."""
+        k = self.config.start_layer
+        if k == 0:
+            raise ConfigError("lower_states needs an adapter with a start_layer above 0")
+        layer, out = self.backbone.layers[k - 1], []
+        for start in range(0, len(examples), batch_size):
+            part = list(examples[start : start + batch_size])
+            seen = {}
+            handle = layer.register_forward_hook(partial(_stop_after, seen))
+            try:
+                forward_mixed([self], torch.zeros(len(part), dtype=torch.long, device=self.device), self.collate(part))
+            except _Stopped:
+                pass
+            finally:
+                handle.remove()
+            left = self.backbone.is_decoder  # left-padded: an example's positions are the last ones
+            for row, e in enumerate(part):
+                n = len(e.input_ids)
+                states = seen["states"][row]
+                out.append((states[-n:] if left else states[:n]).clone())
+        return out
+
+    def pad_states(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``lower_states`` of a batch's examples as one ``[B, L, H]`` tensor, padded on the side ``collate`` pads."""
+        length = max(s.shape[0] for s in states)
+        out = states[0].new_zeros(len(states), length, states[0].shape[1])
+        for row, s in enumerate(states):
+            if self.backbone.is_decoder:
+                out[row, length - s.shape[0] :] = s
+            else:
+                out[row, : s.shape[0]] = s
+        return out
 
     @torch.inference_mode()
     def predict(
@@ -195,10 +239,22 @@ def _opt_list(x: Sequence[str] | None) -> list[str] | None:
 
 
 # --------------------------------------------------------------------------------------------- the pass
-def forward_mixed(adapters: Sequence[PromptClassifier], rows: torch.Tensor, batch: dict) -> torch.Tensor:
+class _Stopped(Exception):
+    """Ends a pass once the layer ``lower_states`` needs has run."""
+
+
+def _stop_after(seen: dict, module, args, output) -> None:
+    seen["states"] = output[0] if isinstance(output, tuple) else output
+    raise _Stopped
+
+
+def forward_mixed(
+    adapters: Sequence[PromptClassifier], rows: torch.Tensor, batch: dict, start_states: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits ``[B, max num_labels]`` for a batch whose row i uses ``adapters[rows[i]]``, in one backbone pass.
 
-    All adapters must share the backbone. Columns past an adapter's own label count are zero.
+    All adapters must share the backbone. Columns past an adapter's own label count are zero. ``start_states`` (one
+    adapter only: a training step) starts the pass at its ``start_layer`` from states computed before.
     """
     backbone = adapters[0].backbone
     if any(a.backbone is not backbone for a in adapters):
@@ -228,12 +284,19 @@ def forward_mixed(adapters: Sequence[PromptClassifier], rows: torch.Tensor, batc
         tables = _stack_padded([a.deep() if d else None for a, d in zip(adapters, has_deep)], like=like)
         is_deep = torch.tensor(has_deep, device=slots.device)
         token = deep_prompts.set((tables, rows, torch.where(is_deep[rows][:, None], slots, -1)))
+    started = None
+    if start_states is not None:
+        if len(adapters) != 1 or not adapters[0].config.start_layer:
+            raise ConfigError("start_states are for one adapter with a start_layer above 0")
+        started = start_at.set((adapters[0].config.start_layer, start_states.to(embeds.dtype)))
     try:
         with _autocast(backbone.device):
             out = view(**kwargs, output_hidden_states=own_pooled)
     finally:
         if token is not None:
             deep_prompts.reset(token)
+        if started is not None:
+            start_at.reset(started)
 
     width = max(a.config.num_labels for a in adapters)
     if len(adapters) == 1:

@@ -93,6 +93,9 @@ __all__ = [
     "train",
 ]
 
+# The memory a run may keep lower-layer states in (``lower_states``): all-MiniLM-L6-v2 keeps 1.5 KB a token, so 2,000
+# sentences of ~40 tokens take ~120 MB and 2 GiB hold about 1.4 M tokens; what does not fit is recomputed each step.
+LOWER_STATES_BYTES = 2 * 2**30
 _TRUNCATED = " were truncated"  # marks the note of how many training examples were cut
 _HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss")  # an evaluation's entry: these, then its metrics
 
@@ -227,6 +230,8 @@ def train(
         _start_head_at(clf, float(np.mean(run_data.train.labels)))
     deadline = started + args.time_budget if args.time_budget else None
     plan, run_data = plan_run(clf, run_data, args, accelerator.num_processes, deadline)
+    if clf.config.start_layer:
+        run_data = dataclasses.replace(run_data, lower=lower_states(clf, run_data.train_examples))
     trainer = Trainer(
         clf, run_data, plan, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel, deadline=deadline,
         generator=generator,
@@ -285,6 +290,23 @@ def plan_run(
     return plan, data
 
 
+def lower_states(clf: PromptClassifier, examples: Sequence, max_bytes: int = LOWER_STATES_BYTES) -> list:
+    """What the frozen layers below ``clf``'s start layer make of each training example, computed once for the run:
+    the longest examples first while they fit into ``max_bytes``, None for the rest (their steps compute them)."""
+    out: list = [None] * len(examples)
+    element = torch.finfo(clf.backbone.model.dtype).bits // 8
+    kept, used = [], 0
+    for i in sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids)):
+        size = len(examples[i].input_ids) * clf.backbone.hidden_size * element
+        if used + size <= max_bytes:
+            kept.append(i)
+            used += size
+    kept.sort()
+    for i, states in zip(kept, clf.lower_states([examples[i] for i in kept])):
+        out[i] = states
+    return out
+
+
 def _start_state(plan: Plan, data: RunData) -> TrainState:
     """The progress of a run that has not taken a step."""
     return TrainState(total_steps=plan.total_steps, epochs=plan.epochs, warnings=data.warnings,
@@ -305,6 +327,9 @@ class RunData:
     val_targets: torch.Tensor | None  # on the CPU, beside the logits gathered from every process
     warnings: list[str]  # about the data: duplicates, a fallback split, truncated texts...
     val_sample: list[int] | None = None  # the validation examples evaluations read during training (None: all)
+    # per training example, what the layers below the adapter's start_layer make of it (None: not kept, computed in
+    # the step that needs it); None altogether when the adapter starts at layer 0
+    lower: list | None = None
 
     def validation(self, full: bool = False) -> tuple[list, torch.Tensor, list]:
         """``(examples, targets, labels)`` an evaluation reads: the sample during training, all when ``full``."""
@@ -475,7 +500,7 @@ class Trainer:
         clf.train()
         with dropout_from(self.generator):  # this run's masks, whatever other runs in the process draw
             if acc.num_processes == 1:
-                inputs = clf.collate([self.data.train_examples[i] for i in batch])
+                inputs = self.inputs(batch)
                 loss = task_loss(self.wrapped_model(**inputs), self.data.targets[batch], clf.config.task)
                 reported = loss
             else:
@@ -507,9 +532,21 @@ class Trainer:
         mine = batch[acc.process_index :: acc.num_processes]
         weight = acc.num_processes / len(batch) if mine else 0.0
         mine = mine or batch[:1]
-        inputs = clf.collate([self.data.train_examples[i] for i in mine])
-        logits = self.wrapped_model(**inputs)
+        logits = self.wrapped_model(**self.inputs(mine))
         return task_loss(logits, self.data.targets[mine], clf.config.task, reduction="sum") * weight
+
+    def inputs(self, batch: list[int]) -> dict:
+        """The model's inputs for training examples ``batch``: collated, with the states the pass starts from when the
+        adapter starts above layer 0 (kept ones, or computed now)."""
+        examples = [self.data.train_examples[i] for i in batch]
+        inputs = self.clf.collate(examples)
+        if self.data.lower is not None:
+            states = [self.data.lower[i] for i in batch]
+            missing = [j for j, s in enumerate(states) if s is None]
+            for j, s in zip(missing, self.clf.lower_states([examples[j] for j in missing]) if missing else []):
+                states[j] = s
+            inputs["start_states"] = self.clf.pad_states(states)
+        return inputs
 
     def evaluate(self) -> None:
         """Score the validation set; keep the weights when they are the best so far."""
