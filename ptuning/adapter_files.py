@@ -36,9 +36,9 @@ from safetensors import SafetensorError
 
 from .backbones import EMBEDDED_ID, HEAD_SUFFIXES, load_backbone
 from .config import Method, Pooling, PromptConfig
-from .data import human_size
 from .encoders import PromptTable
 from .errors import AdapterError, PtuningError
+from .units import human_size
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .errors import ConfigError, DataError
+from .units import human_size
 
 DEFAULT_MAX_BYTES = 200 * 2**20
 TASKS = ("classification", "regression")
@@ -168,19 +169,6 @@ def parse_pasted(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES, max_rows: int
     else:
         df = _parse_delimited(text, _sniff_delimiter(text), name, warnings)
     return _finish(df, name, warnings, max_rows)
-
-
-def human_size(n_bytes: int) -> str:
-    """A size as people read it, in messages and model cards: bytes, or KiB, MiB or GiB with one decimal.
-
-    Example:
-        >>> human_size(512), human_size(1536), human_size(3 * 2**20)
-        ('512 bytes', '1.5 KiB', '3.0 MiB')
-    """
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.1f} {unit}"
-    return f"{n_bytes} bytes"
 
 
 def _decode(data: bytes, name: str, warnings: list[str]) -> str:

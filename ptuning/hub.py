@@ -26,8 +26,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .adapter_files import ADAPTER_CONFIG, ADAPTER_FILES, ADAPTER_WEIGHTS, CARD_FILE, RESUME_WEIGHTS
-from .data import human_size
 from .errors import AdapterError, HubError
+from .units import human_size
 
 try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, httpx before
     from httpx2 import TransportError as _TransportError

@@ -221,7 +221,8 @@ class PromptClassifier(nn.Module):
         commit_message: str | None = None,
     ) -> str:
         """Save this adapter with a model card and upload it to the Hub in one commit; returns the repo URL."""
-        from .model_card import card_info, make_model_card  # here: the card's metric names import scikit-learn
+        from .model_card import card_info, make_model_card  # here: its metric names import scikit-learn, which
+        # loading and predicting (a server) never need
 
         with tempfile.TemporaryDirectory(prefix="ptuning-push-") as folder:
             save_adapter(self, folder)

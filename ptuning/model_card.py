@@ -17,11 +17,11 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .adapter_files import ADAPTER_WEIGHTS
-from .data import human_size
 from .hub import is_valid_repo_id
 from .interpret import read_prompt, reading_markdown
 from .markdown import code_block, md, md_block, table
 from .metrics import metric_title
+from .units import human_size
 
 TAGS = ("ptuning", "p-tuning", "prompt-tuning", "text-classification")
 METHOD_NAMES = {
