@@ -498,7 +498,7 @@ def as_number(value: str | float | None, name: str) -> float | None:
 def stop_training(job: TrainingJob | None):
     if job is not None:
         job.cancel()
-    return "Stopping after this step; the best adapter so far is kept…", gr.Button(interactive=False)
+    return "Stopping after this step; the adapter so far is kept (the best evaluation's, or the latest when there are too few validation texts to choose by)…", gr.Button(interactive=False)
 
 
 def validation_points(entry: dict) -> list[dict]:
@@ -888,7 +888,7 @@ def train_settings(settings: AppSettings) -> list:
         validation_split = gr.Slider(0, 0.5, value=TRAINING_DEFAULTS["val_split"], step=0.05,
                                      label="Validation split", info=training_help("val_split"))
         time_budget = gr.Number(0, label="Time budget in minutes (0 = none)", minimum=0, elem_id="time-budget",
-                                info="Training stops at this time with the best adapter so far; automatic epochs are "
+                                info="Training stops at this time with the adapter so far (the best evaluation's, or the latest with too few validation texts); automatic epochs are "
                                 f"planned to fit it. At most {duration(settings.max_train_seconds)} here.")
     with gr.Row(visible=settings.max_search_trials > 0):
         search = gr.Checkbox(False, label="Search the settings", elem_id="search-settings",

@@ -167,7 +167,8 @@ def estimate_run(
     """Price ``steps`` training steps over batches like the run's own, and its evaluations."""
     batches = length_grouped_batches(list(train_lengths), batch_size, shuffle=True, seed=seed)
     costs = [calibration.step_seconds(len(b), max(train_lengths[i] for i in b)) for b in batches]
-    # each process takes every processes-th batch; a step lasts as long as its slowest process's batch
+    # a step's global batch is batch_size x processes examples and each process runs its batch_size share of it, so
+    # a step costs about one priced batch of batch_size, whatever the number of processes
     per_step = sum(costs) / max(len(costs), 1)
     epoch_s = per_step * steps_per_epoch
     train_s = per_step * steps

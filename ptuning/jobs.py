@@ -6,7 +6,8 @@
     result = job.result()                  # the TrainResult, or the run's exception raised here
 
 ``job.cancel()`` (a Stop button, a closed page) stops the run after its current step; ``result()`` is then the
-best adapter so far, as with ``train(cancel=...)``.
+adapter it would keep so far (the best evaluation's, or the latest with too few validation texts), as with
+``train(cancel=...)``.
 
 ``TrainingJob(data, trials=20, ...)`` runs ``search.search`` instead: its trials' steps and evaluations come as
 events, a "trial" event after each trial (``event.trial``), and ``result()`` is the ``SearchResult``.
@@ -80,7 +81,7 @@ class TrainingJob:
         return self._events.empty()
 
     def cancel(self) -> None:
-        """Stop the run after its current step; the best adapter so far is still the result."""
+        """Stop the run after its current step; the adapter it keeps so far is still the result."""
         self._cancel.set()
 
     def result(self, timeout: float | None = None) -> TrainResult | SearchResult:

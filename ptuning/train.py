@@ -549,7 +549,8 @@ class Trainer:
         return inputs
 
     def evaluate(self) -> None:
-        """Score the validation set; keep the weights when they are the best so far."""
+        """Score the validation set; keep the weights when they are the best so far (every evaluation's, when the run
+        keeps the latest)."""
         state, record, clf, data = self.state, self.record, self.clf, self.data
         train_loss = record.loss_sum / record.loss_count if record.loss_count else None
         record.loss_sum, record.loss_count = 0.0, 0

@@ -134,7 +134,8 @@ class TrainingArguments:
         default=None,
         metadata={
             "help": "Seconds the whole run may take (loading, tokenising and evaluating included): automatic epochs "
-            "are chosen to fit it, and training stops at it with the best adapter so far. Empty: no limit.",
+            "are chosen to fit it, and training stops at it with the adapter it keeps so far (the best evaluation's, or the "
+            "latest with too few validation texts). Empty: no limit.",
             "metavar": "SECONDS",
         },
     )
