@@ -51,6 +51,7 @@ FORMAT_VERSION = 1
 MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
 WEIGHTS_SHA256 = "weights_sha256"  # in ptuning_config.json: the digest of each weights file saved with it
 _HEAD_PREFIX, _OWN_HEAD_PREFIX, _DEEP = "base_model.", "ptuning.head.", "ptuning.deep_prompts"
+_OFFSETS = "ptuning.bias_offsets."  # + the target module's name (offsets.offset_targets)
 
 
 def save_adapter(clf, directory: str | Path) -> Path:
@@ -70,6 +71,9 @@ def save_adapter(clf, directory: str | Path) -> Path:
             tensors[prefix + name] = t.detach().float().cpu().contiguous()
         if clf.deep is not None:
             tensors[_DEEP] = clf.deep().detach().float().cpu().contiguous()
+        if clf.offsets is not None:
+            for name, value in clf.offsets().items():
+                tensors[_OFFSETS + name] = value.detach().float().cpu().contiguous()
     weights = {ADAPTER_WEIGHTS: safetensors_bytes(tensors, metadata={"format": "pt"})}
     if cfg.method == Method.P_TUNING and not isinstance(clf.prompt, PromptTable):
         encoder = {k: v.detach().float().cpu().contiguous() for k, v in clf.prompt.state_dict().items()}
@@ -281,8 +285,16 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
                     f"{ADAPTER_WEIGHTS}: '{_DEEP}' is missing or not of shape {tuple(clf.deep.tables.shape)}"
                 )
             clf.deep.tables.copy_(tensors[_DEEP])
+        if clf.offsets is not None:
+            for name, value in clf.offsets().items():
+                saved = tensors.get(_OFFSETS + name)
+                if saved is None or saved.shape != value.shape:
+                    raise AdapterError(f"{ADAPTER_WEIGHTS}: '{_OFFSETS + name}' is missing or not of shape "
+                                       f"{tuple(value.shape)}: the adapter was made for another base model")  # fmt: skip
+                value.copy_(saved)
     _check_digests(recorded, digests)
     clf.head.requires_grad_(config.train_head)
+    clf.prompt.requires_grad_(config.start_layer == 0)  # the loaded table trains only from layer 0
     clf.eval()
     return clf
 

@@ -48,6 +48,9 @@ MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken"]
 
 # The deep prompts of the forward pass running in this thread/task (see ``Backbone.__post_init__``).
 deep_prompts: contextvars.ContextVar = contextvars.ContextVar("ptuning_deep_prompts", default=None)
+# ``(offsets, rows, (B, L))``: the bias offsets of the forward pass running in this thread/task (``offsets.py``): per
+# target module name, ``[adapters, width]``; ``rows`` ``[B]`` is the adapter of each row of the ``[B, L]`` batch.
+bias_offsets: contextvars.ContextVar = contextvars.ContextVar("ptuning_bias_offsets", default=None)
 # ``(K, states)``: the forward pass running in this thread/task starts at layer K from ``states`` (what layers below K
 # computed before; ``PromptClassifier.lower_states``), and the layers below K return without computing.
 start_at: contextvars.ContextVar = contextvars.ContextVar("ptuning_start_at", default=None)
@@ -103,6 +106,9 @@ class Backbone:
             if i > 0:
                 layer.register_forward_pre_hook(_make_deep_hook(i), with_kwargs=True)
             layer.forward = _skippable(layer.forward, i)
+            for name, module in layer.named_modules():
+                if isinstance(module, (nn.Linear, nn.LayerNorm)):  # offsets.TARGETS
+                    module.register_forward_hook(_make_offset_hook(f"{i}.{name}"))
 
     @property
     def hidden_size(self) -> int:
@@ -164,6 +170,20 @@ def _make_deep_hook(layer: int):
         if args:
             return (hidden, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": hidden}
+
+    return hook
+
+
+def _make_offset_hook(name: str):
+    def hook(module, args, output):
+        state = bias_offsets.get()
+        if state is None or name not in state[0]:
+            return None
+        offsets, rows, shape = state
+        if tuple(output.shape[:2]) != shape:  # not the batch's states (DeBERTa also projects its position table)
+            return None
+        shift = offsets[name][rows]  # [B, width]
+        return output + shift.view(shift.shape[0], *([1] * (output.dim() - 2)), shift.shape[1]).to(output.dtype)
 
     return hook
 

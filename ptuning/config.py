@@ -95,6 +95,16 @@ class PromptConfig:
             "metavar": "K",
         },
     )
+    bias_offsets: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train an offset to the bias of every linear layer and LayerNorm of the backbone, from "
+            "start_layer up (BitFit): more capacity, a few tens of KB, and adapters still share one pass.",
+            "flag": "--bias-offsets",
+            "cli_help": "Also train offsets to the backbone's biases from --start-layer up (BitFit): more capacity, "
+            "a few tens of KB.",
+        },
+    )
     placement: str = field(
         default="start",
         metadata={
@@ -166,6 +176,7 @@ class PromptConfig:
             f"encoder_hidden_size must be between 1 and {MAX_ENCODER_HIDDEN}, not {self.encoder_hidden_size}",
         )
         _require(isinstance(self.train_head, bool), f"train_head must be true or false, not {self.train_head!r}")
+        _require(isinstance(self.bias_offsets, bool), f"bias_offsets must be true or false, not {self.bias_offsets!r}")
         _require(
             isinstance(self.head_dropout, (int, float)) and not isinstance(self.head_dropout, bool)
             and 0 <= self.head_dropout < 1,
@@ -197,7 +208,7 @@ class PromptConfig:
         return cls(**d)
 
 
-_LATER_SETTINGS = {"start_layer": 0}  # name: default
+_LATER_SETTINGS = {"start_layer": 0, "bias_offsets": False}  # name: default
 
 
 def _require(ok: bool, message: str) -> None:
@@ -216,9 +227,13 @@ def _is_label(value) -> bool:
     return isinstance(value, (str, numbers.Real)) and not isinstance(value, bool)
 
 
-def peft_incompatible_reason(method: Method | str, placement: str, pooling: Pooling | str) -> str | None:
+def peft_incompatible_reason(
+    method: Method | str, placement: str, pooling: Pooling | str, bias_offsets: bool = False
+) -> str | None:
     """Why PEFT cannot load an adapter with these settings, or None when it can: PEFT only prepends prompts (no deep
-    ones) and classifies with the backbone's own head."""
+    ones, no bias offsets) and classifies with the backbone's own head."""
+    if bias_offsets:
+        return "offsets to the backbone's biases have no place in PEFT's prompt-learning adapters"
     if method == Method.DEEP:
         return "deep prompts (one table per layer) have no PEFT equivalent that runs on this backbone"
     if str(placement).strip().lower() != "start":
@@ -237,7 +252,8 @@ def peft_compatible_options(options: dict) -> dict:
     'model'
     """
     completed = {"method": Method.PROMPT.value, "placement": "start", "pooling": Pooling.MODEL.value, **options}
-    reason = peft_incompatible_reason(completed["method"], completed["placement"], completed["pooling"])
+    reason = peft_incompatible_reason(completed["method"], completed["placement"], completed["pooling"],
+                                      bool(completed.get("bias_offsets")))  # fmt: skip
     if reason:
         raise ConfigError(f"PEFT could not load this adapter: {reason}. Drop that setting for a PEFT-compatible one")
     return {**completed, "placement": "start"}

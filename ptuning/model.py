@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 from .adapter_files import CARD_FILE, load_adapter, save_adapter
-from .backbones import deep_prompts, load_backbone, start_at
+from .backbones import bias_offsets, deep_prompts, load_backbone, start_at
 from .batching import collate, encode, length_grouped_batches
 from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
+from .offsets import BiasOffsets, stacked_offsets
 from .errors import ConfigError
 from .hub import adapter_directory, push_adapter
 from .placement import parse_placement
@@ -96,6 +97,7 @@ class PromptClassifier(nn.Module):
                               f"{config.start_layer}")  # fmt: skip
         self.deep = DeepPrompts(backbone.num_layers, init, config.start_layer) if config.method == Method.DEEP else None
         self.prompt.requires_grad_(config.start_layer == 0)  # below a later start, the input prompt stays as it is
+        self.offsets = BiasOffsets(backbone.layers, config.start_layer) if config.bias_offsets else None
         if config.pooling == Pooling.MODEL:
             self.head = backbone.new_head(config.num_labels, generator)
         else:
@@ -185,7 +187,8 @@ class PromptClassifier(nn.Module):
     @property
     def peft_incompatible_reason(self) -> str | None:
         """Why PEFT cannot load this adapter, or None when it can."""
-        return peft_incompatible_reason(self.config.method, self.config.placement, self.config.pooling)
+        c = self.config
+        return peft_incompatible_reason(c.method, c.placement, c.pooling, c.bias_offsets)
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's format) and ptuning's own files."""
@@ -285,6 +288,10 @@ def forward_mixed(
         tables = _stack_padded([a.deep() if d else None for a, d in zip(adapters, has_deep)], like=like)
         is_deep = torch.tensor(has_deep, device=slots.device)
         token = deep_prompts.set((tables, rows, torch.where(is_deep[rows][:, None], slots, -1)))
+    shifted = None
+    if any(a.offsets is not None for a in adapters):
+        tables = [a.offsets() if a.offsets is not None else None for a in adapters]
+        shifted = bias_offsets.set((stacked_offsets(tables), rows, tuple(ids.shape)))
     started = None
     if start_states is not None:
         if len(adapters) != 1 or not adapters[0].config.start_layer:
@@ -298,6 +305,8 @@ def forward_mixed(
             deep_prompts.reset(token)
         if started is not None:
             start_at.reset(started)
+        if shifted is not None:
+            bias_offsets.reset(shifted)
 
     width = max(a.config.num_labels for a in adapters)
     if len(adapters) == 1:

@@ -20,6 +20,9 @@ from .errors import ConfigError
 # with steps much larger than a head needs; p-tuning's encoder and deep tables amplify each step, so they take less.
 PROMPT_LR = {Method.PROMPT: 3e-2, Method.P_TUNING: 1e-2, Method.DEEP: 1e-2}
 HEAD_LR = 1e-2
+# The bias offsets (``bias_offsets``) live on the scale of the backbone's own biases, far below a prompt vector's:
+# BitFit trains them at 1e-4 to 1e-3 on BERT; the prototype on MiniLM (BENCHMARKS.md, issue 22) used 1e-3.
+BIAS_LR = 1e-3
 
 # Automatic epochs: about STEP_BUDGET optimizer steps in all, at least MIN_AUTO_EPOCHS and at most MAX_AUTO_EPOCHS
 # passes. Batches of 32 from 200 examples get 20 epochs (the prompt needs many passes), 5,000 get 7, 50,000 get 1:
@@ -70,6 +73,9 @@ class TrainingArguments:
     )
     head_lr: float | None = field(
         default=None, metadata={"help": f"Learning rate of the classification head; empty: {HEAD_LR:g}."}
+    )
+    bias_lr: float | None = field(
+        default=None, metadata={"help": f"Learning rate of the bias offsets (bias_offsets); empty: {BIAS_LR:g}."}
     )
     batch_size: int = field(
         default=32,
@@ -152,6 +158,7 @@ class TrainingArguments:
             (self.epochs is None or self.epochs >= 1, "epochs must be at least 1"),
             (self.lr is None or self.lr > 0, "lr must be positive"),
             (self.head_lr is None or self.head_lr >= 0, "head_lr must not be negative"),
+            (self.bias_lr is None or self.bias_lr >= 0, "bias_lr must not be negative"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must not be negative"),
