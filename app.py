@@ -318,29 +318,98 @@ def problems_markdown(problems: list[str], warnings: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- Train tab
-def run_training(
-    data,
-    base_model: str,
-    method: str,
-    prompt_length: float,
-    placement: str,
-    epochs: float | None,
-    learning_rate: str | float | None,
-    batch_size: float,
-    seed: float,
-    validation_split: float,
-    pooling: str,
-    encoder_type: str,
-    init_text: str,
-    patience: float | None,
-    time_budget_minutes: float | None = 0,
-    search_settings: bool = False,
-    search_trials: float | None = 10,
-    request: gr.Request = None,
-    *,
-    settings: AppSettings,
-    jobs: SessionJobs,
-):
+@dataclass
+class TrainForm:
+    """The Train tab's settings by name, each at the widget's default: what training, the estimate and their named
+    endpoints (``/train``, ``/estimate``) read, so a script passes only what it changes. The widgets are made in this
+    order (``train_settings``); an empty base model is the first the app allows."""
+
+    base_model: str = ""
+    method: str = PROMPT_DEFAULTS["method"].value
+    prompt_length: int = PROMPT_DEFAULTS["num_virtual_tokens"]
+    placement: str = PROMPT_DEFAULTS["placement"]
+    epochs: int | None = 0  # 0 or empty: automatic
+    learning_rate: str = ""  # empty: automatic
+    batch_size: int = TRAINING_DEFAULTS["batch_size"]
+    seed: int = TRAINING_DEFAULTS["seed"]
+    validation_split: float = TRAINING_DEFAULTS["val_split"]
+    pooling: str = PROMPT_DEFAULTS["pooling"].value
+    encoder_type: str = PROMPT_DEFAULTS["encoder_type"].value
+    init_text: str = ""
+    patience: int | None = TRAINING_DEFAULTS["patience"]  # empty: automatic
+    time_budget_minutes: float | None = 0  # 0: none of the user's own
+    search_settings: bool = False
+    search_trials: int | None = 10
+    start_layer: int | None = PROMPT_DEFAULTS["start_layer"]
+    bias_offsets: bool = PROMPT_DEFAULTS["bias_offsets"]
+
+    def config(self, base_model: str) -> dict:
+        """The PromptConfig options (labels and task come from the data); ``base_model`` is one the operator allows
+        (``AppSettings.check_base_model``)."""
+        init_text = (self.init_text or "").strip()
+        return {
+            "base_model": base_model,
+            "method": self.method,
+            "num_virtual_tokens": int(self.prompt_length or 0),
+            "placement": (self.placement or "start").strip(),
+            "pooling": self.pooling,
+            "encoder_type": self.encoder_type,
+            "init": "text" if init_text else "vocab",
+            "init_text": init_text,
+            "start_layer": int(self.start_layer or 0),
+            "bias_offsets": bool(self.bias_offsets),
+        }
+
+    def args(self) -> TrainingArguments:
+        """The TrainingArguments (empty or 0 epochs: automatic; 0 minutes: no budget of the user's own, only the
+        operator's limit)."""
+        with user_errors():
+            return TrainingArguments(
+                epochs=int(self.epochs) if self.epochs else None,
+                lr=as_number(self.learning_rate, "learning rate"),
+                batch_size=int(self.batch_size or 32),
+                seed=int(self.seed or 0),
+                val_split=float(self.validation_split or 0),
+                patience=int(self.patience) if self.patience is not None else None,
+                time_budget=60 * float(self.time_budget_minutes) if self.time_budget_minutes else None,
+            )
+
+
+FORM_FIELDS = [f.name for f in dataclasses.fields(TrainForm)]
+
+
+def with_form(fn):
+    """``fn(data, form, **rest)`` as a Gradio handler of ``(data, *the form's widgets)``: its parameters are the
+    form's fields by name, each with the widget's default (what ``gradio_client`` and the API page show), then
+    ``fn``'s own keyword parameters (``request``, and those ``bind`` fills in)."""
+
+    def read(args, kwargs):
+        named = dict(zip(FORM_FIELDS, args[1:]))
+        named.update({k: kwargs.pop(k) for k in FORM_FIELDS if k in kwargs})
+        data = args[0] if args else kwargs.pop("data")
+        return data, TrainForm(**named), kwargs
+
+    if inspect.isgeneratorfunction(fn):
+
+        def handler(*args, **kwargs):
+            data, form, rest = read(args, kwargs)
+            yield from fn(data, form, **rest)
+    else:
+
+        def handler(*args, **kwargs):
+            data, form, rest = read(args, kwargs)
+            return fn(data, form, **rest)
+
+    functools.update_wrapper(handler, fn)
+    own = [p for name, p in inspect.signature(fn).parameters.items() if name not in ("data", "form")]
+    fields = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                                annotation=f.type) for f in dataclasses.fields(TrainForm)]  # fmt: skip
+    data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    handler.__signature__ = inspect.Signature([data, *fields, *own])
+    return handler
+
+
+def run_training(data, form: TrainForm, request: gr.Request = None, *, settings: AppSettings, jobs: SessionJobs):
     """Train an adapter on the loaded data; yields TrainView updates: progress, then the metrics and the adapter zip.
 
     Only a base model the operator allows, within the operator's limits; the run is this session's, so closing the
@@ -348,15 +417,15 @@ def run_training(
     if data is None:
         raise refuse("No usable data: load a table on the Data tab first (and fix the problems it lists).")
     with user_errors():
-        base_model = settings.check_base_model(base_model)
-    config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
-    args = training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience, time_budget_minutes)
+        base_model = settings.check_base_model(form.base_model or settings.allowed_base_models[0])
+        config = form.config(base_model)
+    args = form.args()
     users_budget = args.time_budget is not None and args.time_budget <= settings.max_train_seconds
     with user_errors():
         args = settings.limit_training(args, len(data))
     if ZERO_GPU:  # the GPU goes back at the end of the decorated call: the run must end first
         args = dataclasses.replace(args, time_budget=min(args.time_budget, 0.9 * settings.train_gpu_seconds))
-    trials = search_size(search_settings, search_trials, settings)
+    trials = search_size(form.search_settings, form.search_trials, settings)
     job = TrainingJob(data, config=config, args=args, trials=trials)
     session = request.session_hash if request is not None else None
     jobs.add(session, job)
@@ -430,37 +499,6 @@ def search_text(result) -> str:
             f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
             f"{p['epochs']} epochs; its adapter is kept. Try it on the **Classify** tab.")  # fmt: skip
     return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
-
-
-def adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text) -> dict:
-    """The PromptConfig options the Train tab's widgets set (labels and task come from the data); ``base_model`` is
-    one the operator allows (``AppSettings.check_base_model``)."""
-    return {
-        "base_model": base_model,
-        "method": method,
-        "num_virtual_tokens": int(prompt_length or 0),
-        "placement": (placement or "start").strip(),
-        "pooling": pooling,
-        "encoder_type": encoder_type,
-        "init": "text" if (init_text or "").strip() else "vocab",
-        "init_text": (init_text or "").strip(),
-    }
-
-
-def training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience,
-                      time_budget_minutes=0) -> TrainingArguments:  # fmt: skip
-    """The TrainingArguments the Train tab's widgets set (empty or 0 epochs: automatic; 0 minutes: no budget of the
-    user's own, only the operator's limit)."""
-    with user_errors():
-        return TrainingArguments(
-            epochs=int(epochs) if epochs else None,
-            lr=as_number(learning_rate, "learning rate"),
-            batch_size=int(batch_size or 32),
-            seed=int(seed or 0),
-            val_split=float(validation_split or 0),
-            patience=int(patience) if patience is not None else None,
-            time_budget=60 * float(time_budget_minutes) if time_budget_minutes else None,
-        )
 
 
 class Curves:
@@ -824,11 +862,12 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
         confusion=confusion_box, download=download, trials=trials_table,
     )  # fmt: skip
 
-    gr.on([data_state.change, *(w.change for w in widgets)], bind(estimate_text, settings=settings),
+    gr.on([data_state.change, *(w.change for w in widgets)], bind(with_form(estimate_text), settings=settings),
           [data_state, *widgets], estimate, api_name="estimate", concurrency_limit=1, concurrency_id="estimate",
           show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     training = train_button.click(
-        gpu(bind(run_training, settings=settings, jobs=jobs), settings.train_gpu_seconds), [data_state, *widgets],
+        gpu(bind(with_form(run_training), settings=settings, jobs=jobs), settings.train_gpu_seconds),
+        [data_state, *widgets],
         view.components(), api_name="train", show_progress="minimal", concurrency_limit=settings.train_concurrency,
         concurrency_id="train",
     )  # fmt: skip
@@ -837,34 +876,28 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
     stop_button.click(stop_training, view.job, [status, stop_button], api_visibility="private", queue=False)
 
 
-def estimate_text(data, base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed,
-                  validation_split, pooling, encoder_type, init_text, patience, time_budget_minutes=0,
-                  search_settings=False, search_trials=10, *, settings: AppSettings) -> str:  # fmt: skip
+def estimate_text(data, form: TrainForm, *, settings: AppSettings) -> str:
     """How long Train would take with these settings (the library's estimate), and what the time limit does to it."""
     if data is None or ZERO_GPU:  # on ZeroGPU the GPU exists only inside the training call: nothing to time here
         return ""
     try:
-        base_model = settings.check_base_model(base_model)
-        config = adapter_settings(base_model, method, prompt_length, placement, pooling, encoder_type, init_text)
-        args = settings.limit_training(
-            training_settings(epochs, learning_rate, batch_size, seed, validation_split, patience,
-                              time_budget_minutes),
-            len(data),
-        )
+        config = form.config(settings.check_base_model(form.base_model or settings.allowed_base_models[0]))
+        args = settings.limit_training(form.args(), len(data))
         state = plan_training(data, config=config, args=args)
-    except PtuningError:
+    except (PtuningError, gr.Error):
         return ""  # Train says what is wrong, in one line
     text = f"**Estimate:** about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, "
     text += f"{state.epochs} epochs, texts cut at {state.max_length} tokens) on {device_name()}"
     if args.time_budget:
         text += f"; it stops at {duration(args.time_budget)} at the latest (your budget or this server's limit)"
-    if search_settings:
-        text += f". A search trains up to {int(search_trials or 0)} such runs (weak ones stopped early) in that time"
+    if form.search_settings:
+        trials = int(form.search_trials or 0)
+        text += f". A search trains up to {trials} such runs (weak ones stopped early) in that time"
     return text + "."
 
 
 def train_settings(settings: AppSettings) -> list:
-    """The setting widgets, in run_training's parameter order."""
+    """The setting widgets, in TrainForm's order (``FORM_FIELDS``)."""
     prompt_help, training_help = partial(field_help, PromptConfig), partial(field_help, TrainingArguments)
     allowed = settings.allowed_base_models
     base_model = gr.Textbox(allowed[0], label="Base model",
@@ -903,11 +936,20 @@ def train_settings(settings: AppSettings) -> list:
                            info=prompt_help("pooling"))
         encoder_type = gr.Radio([e.value for e in EncoderType], value=PROMPT_DEFAULTS["encoder_type"].value,
                                 label="P-tuning encoder", info=prompt_help("encoder_type"))
-        init_text = gr.Textbox(label="Initialise the prompt from a text (optional)", info=prompt_help("init_text"))
+        init_text = gr.Textbox("", label="Initialise the prompt from a text (optional)", info=prompt_help("init_text"))
         patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience (empty: automatic)",
                              precision=0, minimum=0, info=training_help("patience"))
-    return [base_model, method, prompt_length, placement, epochs, learning_rate, batch_size, seed, validation_split,
-            pooling, encoder_type, init_text, patience, time_budget, search, trials]
+        with gr.Row():
+            start_layer = gr.Number(PROMPT_DEFAULTS["start_layer"], label="Start layer (deep)", precision=0,
+                                    minimum=0, info=prompt_help("start_layer"))
+            bias_offsets = gr.Checkbox(PROMPT_DEFAULTS["bias_offsets"], label="Bias offsets",
+                                       info=prompt_help("bias_offsets"))
+    widgets = dict(base_model=base_model, method=method, prompt_length=prompt_length, placement=placement,
+                   epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
+                   validation_split=validation_split, pooling=pooling, encoder_type=encoder_type, init_text=init_text,
+                   patience=patience, time_budget_minutes=time_budget, search_settings=search, search_trials=trials,
+                   start_layer=start_layer, bias_offsets=bias_offsets)  # fmt: skip
+    return [widgets[name] for name in FORM_FIELDS]  # a field without its widget fails here, at build time
 
 
 def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, engines: EnginePool | None,

@@ -26,10 +26,8 @@ def client(url):
 
 
 def train_settings(base_model: str, **changes) -> dict:
-    settings = dict(
-        base_model=base_model, method="prompt", prompt_length=4, placement="start", epochs=2, learning_rate="",
-        batch_size=32, seed=42, validation_split=0.2, pooling="mean", encoder_type="MLP", init_text="", patience=5,
-    )  # fmt: skip
+    """What these tests change of the Train tab's settings, by name: the endpoint fills in the rest."""
+    settings = dict(base_model=base_model, method="prompt", prompt_length=4, epochs=2, validation_split=0.2, patience=5)
     return {**settings, **changes}
 
 
@@ -252,18 +250,34 @@ def test_classify_goes_through_the_shared_engine_batching_users_together(tiny):
 def test_the_train_tab_shows_the_estimate_before_training_and_the_time_limit(tiny, sentiment, app_settings):
     import dataclasses as dc
 
-    from app import estimate_text
+    from app import TrainForm, estimate_text
 
     settings = train_settings(tiny("bert"), epochs=0)
-    shown = estimate_text(sentiment(64), **settings, settings=app_settings)
+    shown = estimate_text(sentiment(64), TrainForm(**settings), settings=app_settings)
     assert shown.startswith("**Estimate:** about ") and "steps" in shown
     limited = dc.replace(app_settings, max_train_seconds=30)
-    assert "stops at 30 s" in estimate_text(sentiment(64), **settings, settings=limited)
+    assert "stops at 30 s" in estimate_text(sentiment(64), TrainForm(**settings), settings=limited)
     # the user's own budget, in minutes: it applies below the operator's limit, the limit above it
-    assert "stops at 15 s" in estimate_text(sentiment(64), **settings, time_budget_minutes=0.25, settings=limited)
-    assert "stops at 30 s" in estimate_text(sentiment(64), **settings, time_budget_minutes=5, settings=limited)
-    assert estimate_text(None, **settings, settings=app_settings) == ""  # no data yet: nothing to estimate
-    assert estimate_text(sentiment(64), **{**settings, "base_model": "/etc"}, settings=app_settings) == ""
+    quarter, five = TrainForm(**settings, time_budget_minutes=0.25), TrainForm(**settings, time_budget_minutes=5)
+    assert "stops at 15 s" in estimate_text(sentiment(64), quarter, settings=limited)
+    assert "stops at 30 s" in estimate_text(sentiment(64), five, settings=limited)
+    assert estimate_text(None, TrainForm(**settings), settings=app_settings) == ""  # no data yet: nothing to estimate
+    elsewhere = TrainForm(**{**settings, "base_model": "/etc"})
+    assert estimate_text(sentiment(64), elsewhere, settings=app_settings) == ""
+
+
+def test_every_train_setting_is_a_named_parameter_with_the_widgets_default(url):
+    from app import FORM_FIELDS, TrainForm
+
+    info = Client(url, verbose=False).view_api(print_info=False, return_format="dict")
+    for endpoint in ("/train", "/estimate"):
+        parameters = info["named_endpoints"][endpoint]["parameters"]
+        assert [p["parameter_name"] for p in parameters] == FORM_FIELDS  # the order the widgets pass them in
+        assert all(p["parameter_has_default"] for p in parameters)
+        defaults = {p["parameter_name"]: p["parameter_default"] for p in parameters}
+        form = TrainForm()
+        assert {k: v for k, v in defaults.items() if k != "base_model"} == {
+            k: getattr(form, k) for k in FORM_FIELDS if k != "base_model"}
 
 
 def test_the_adapter_description_carries_the_reading_of_its_prompt(tiny):
