@@ -785,7 +785,7 @@ def listing_text(words: str, found) -> str:
     if not found.rows and found.page == 0:
         if words:
             return (f"No published ptuning adapter has {code_span(words)} in its repo id: try another word (the Hub "
-                    "matches the words as one piece of the id), or clear the box to list them all.")  # fmt: skip
+                    "looks for the words as written), or clear the box to list them all.")  # fmt: skip
         return "No ptuning adapter is published on this Hub yet (or none you may see)."
     if not found.rows:
         return f"Page {found.page + 1} is empty: go back a page."

@@ -170,8 +170,8 @@ def _add_hub(sub) -> None:
         "metadata, nothing is downloaded. Private adapters are listed only to their owner's token.",
     )
     p.add_argument(
-        "words", nargs="*", metavar="WORDS", help="What the repo id holds, e.g. sentiment (the Hub matches the words "
-        "as one piece of the id: movie-sentiment, not 'movie sentiment')."
+        "words", nargs="*", metavar="WORDS", help="What the repo id holds, e.g. sentiment (the Hub's search looks for "
+        "the words as written in the repo ids)."
     )  # fmt: skip
     p.add_argument(
         "--sort", choices=list(SORTS), default="downloads", help="Largest or latest first. Default: downloads."

@@ -5,8 +5,8 @@ each read from its card's metadata (``model_card.read_card_data``): nothing is d
     for row in page.rows:
         print(row.repo_id, row.labels, row.metric, row.metric_value)
 
-The Hub's search matches the words as one piece of the repo id (``alice/movie-sentiment`` for "sentiment"). A private
-repo is listed only to its owner's token; a listing never sends one unless given (``token=False`` sends none).
+The words go to the Hub's own search, which looks for them as written in the repo ids (``alice/movie-sentiment`` for
+"sentiment"). A private repo is listed only to its owner's token (``token=False`` sends none).
 """
 
 from __future__ import annotations
