@@ -47,9 +47,11 @@ from ptuning.data import (
 )
 from ptuning.adapter_files import adapter_base_model, pack_adapter_zip, unpack_adapter_zip
 from ptuning.hub import download_adapter
+from ptuning.hub_search import search_adapters
 from ptuning.jobs import TrainingJob
 from ptuning.markdown import code_span, md
 from ptuning.metrics import METRIC_NAMES, summary_metrics
+from ptuning.model_card import public_app_url
 from ptuning.options import field_help
 from ptuning.policy import AppSettings
 from ptuning.serving.engine import ServingConfig
@@ -74,6 +76,8 @@ ON_SPACE = bool(os.environ.get("SPACE_ID"))
 ZERO_GPU = spaces is not None and ON_SPACE
 NO_DATA = "No data yet: upload a file, pick an example or paste examples."
 NO_ADAPTER = "No adapter yet: train one on the **Train** tab, or load one below."
+SORT_LABELS = {"Most downloaded": "downloads", "Most liked": "likes", "Recently updated": "updated"}
+ADAPTERS_PER_PAGE = 10
 
 
 def gpu(fn, seconds: int = 60):
@@ -688,20 +692,26 @@ def user_token(token_text: str | None, oauth_token: gr.OAuthToken | None) -> str
 
 def load_adapter(repo_id: str, token_text: str, endpoint: str | None, oauth_token: gr.OAuthToken | None, *,
                  settings: AppSettings | None = None):  # fmt: skip
-    """Load an adapter from a Hub repo id (ours, or PEFT's prompt/p-tuning for sequence classification).
-
-    With the user's own token only (never the server's, unless the operator opted in), into a cache of this call
-    alone (another user's private download is never reused), and only when its base model is allowed here."""
+    """Load an adapter from a Hub repo id (ours, or PEFT's prompt/p-tuning for sequence classification)."""
     settings = settings or AppSettings()
     repo_id = (repo_id or "").strip()
     if not repo_id:
         raise refuse("Type a Hub repo id such as user/sentiment-prompt.")
-    token = settings.hub_token(user_token(token_text, oauth_token))
-    with tempfile.TemporaryDirectory(prefix="ptuning-hub-") as cache, user_errors():
-        directory = download_adapter(repo_id, token=token, endpoint=endpoint, cache_dir=cache,
-                                     max_bytes=settings.max_upload_bytes)  # fmt: skip
-        model = load_allowed_adapter(directory, settings)
+    with user_errors():
+        model = fetch_hub_adapter(repo_id, user_token(token_text, oauth_token), endpoint, settings)
     return model, f"Loaded {code_span(repo_id)}."
+
+
+def fetch_hub_adapter(repo_id: str, token: str | None, endpoint: str | None,
+                      settings: AppSettings) -> PromptClassifier:  # fmt: skip
+    """The adapter of the Hub repo ``repo_id``, or a PtuningError that says why not.
+
+    With the user's own ``token`` only (never the server's, unless the operator opted in), into a cache of this call
+    alone (another user's private download is never reused), and only when its base model is allowed here."""
+    with tempfile.TemporaryDirectory(prefix="ptuning-hub-") as cache:
+        directory = download_adapter(repo_id, token=settings.hub_token(token), endpoint=endpoint, cache_dir=cache,
+                                     max_bytes=settings.max_upload_bytes)  # fmt: skip
+        return load_allowed_adapter(directory, settings)
 
 
 def load_adapter_zip(file: str | None, *, settings: AppSettings | None = None):
@@ -735,6 +745,120 @@ def describe_adapter(model: PromptClassifier | None) -> str:
     if c.num_virtual_tokens == 0:
         return text
     return f"{text}\n\n<details><summary>What the prompt reads as</summary>\n\n{markdown_table(model, k=3)}\n\n</details>"
+
+
+# --------------------------------------------------------------------------------------------- Browse tab
+@dataclass
+class BrowseView(Outputs):
+    """What a listing changes: the page shown (its query and repo ids, which a row's click loads), its widgets."""
+
+    listing: gr.State
+    table: gr.Dataframe
+    status: gr.Markdown
+    previous: gr.Button
+    next: gr.Button
+
+
+def search_published(words: str, sort_label: str, token_text: str, endpoint: str | None,
+                     oauth_token: gr.OAuthToken | None = None, *, settings: AppSettings, page: int = 0):  # fmt: skip
+    """A page of the ptuning adapters published on the Hub whose repo id holds ``words`` (blank: all), as a
+    BrowseView; the user's private ones too when they gave a token. A Hub refusal is said in the status line."""
+    sort = SORT_LABELS.get(sort_label, "downloads")
+    token = settings.hub_token(user_token(token_text, oauth_token))
+    try:
+        found = search_adapters(words, sort=sort, page=page, per_page=ADAPTERS_PER_PAGE, token=token,
+                                endpoint=endpoint)  # fmt: skip
+    except PtuningError as error:
+        return BrowseView.update(status=f"**Could not list the adapters:** {md(error)}")
+    return BrowseView.update(
+        listing={"words": words, "sort": sort_label, "page": page, "repo_ids": [row.repo_id for row in found.rows]},
+        table=published_table(found.rows), status=listing_text(words, found),
+        previous=gr.Button(interactive=page > 0), next=gr.Button(interactive=found.has_next),
+    )  # fmt: skip
+
+
+def turn_page(listing: dict | None, token_text: str, endpoint: str | None, oauth_token: gr.OAuthToken | None = None,
+              *, step: int, settings: AppSettings):  # fmt: skip
+    """The page ``step`` pages from the one shown, of the same listing."""
+    listing = listing or {"words": "", "sort": next(iter(SORT_LABELS)), "page": 0}
+    return search_published(listing["words"], listing["sort"], token_text, endpoint, oauth_token, settings=settings,
+                            page=max(0, listing["page"] + step))  # fmt: skip
+
+
+def first_listing(listing: dict | None, sort_label: str, token_text: str, endpoint: str | None,
+                  oauth_token: gr.OAuthToken | None = None, *, settings: AppSettings):  # fmt: skip
+    """The most used adapters, the first time the tab opens (then the tab keeps what the user asked for)."""
+    if listing is not None:
+        return BrowseView.update()
+    return search_published("", sort_label, token_text, endpoint, oauth_token, settings=settings)
+
+
+def published_table(rows) -> pd.DataFrame:
+    """The rows of a listing as a visitor chooses among them: what each classifies, on what, how well, how used."""
+    return pd.DataFrame(
+        [
+            {
+                "adapter": row.repo_id + (" (private)" if row.private else ""),
+                "task": row.task or "–",
+                "labels": ", ".join(row.labels) or "–",
+                "base model": row.base_model or "–",
+                "method": row.method or "–",
+                "metric": f"{metric_phrase(row.metric)} {row.metric_value:.3f}" if row.metric else "–",
+                "downloads": row.downloads,
+                "likes": row.likes,
+                "updated": row.last_modified.date().isoformat() if row.last_modified else "–",
+            }
+            for row in rows
+        ],
+        columns=["adapter", "task", "labels", "base model", "method", "metric", "downloads", "likes", "updated"],
+    )
+
+
+def metric_phrase(key: str) -> str:
+    return METRIC_NAMES[key].phrase if key in METRIC_NAMES else key
+
+
+def listing_text(words: str, found) -> str:
+    words = " ".join((words or "").split())
+    if not found.rows and found.page == 0:
+        if words:
+            return (f"No published ptuning adapter has {code_span(words)} in its repo id: try another word (the Hub "
+                    "looks for the words as written), or clear the box to list them all.")  # fmt: skip
+        return "No ptuning adapter is published on this Hub yet (or none you may see)."
+    if not found.rows:
+        return f"Page {found.page + 1} is empty: go back a page."
+    which = f" whose repo id holds {code_span(words)}" if words else ""
+    return (f"Page {found.page + 1}: adapters{which}. **Click a row** to load its adapter into the **Classify** tab; "
+            "the metric is the one its card reports, measured on its own validation data.")  # fmt: skip
+
+
+def load_chosen(listing: dict | None, token_text: str, endpoint: str | None, evt: gr.SelectData,
+                oauth_token: gr.OAuthToken | None = None, *, settings: AppSettings):  # fmt: skip
+    """Load the adapter of the row clicked (one of the page shown), through the same checks as a typed repo id; then
+    open Classify."""
+    shown = (listing or {}).get("repo_ids") or []
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    clicked = str((evt.row_value or [""])[0]).removesuffix(" (private)")  # the row's own id, even in a sorted table
+    if clicked not in shown:
+        clicked = shown[row] if isinstance(row, int) and 0 <= row < len(shown) else None
+    if clicked is None:
+        raise refuse("Click a row of the list to load its adapter.")
+    model, message = load_adapter(clicked, token_text, endpoint, oauth_token, settings=settings)
+    return model, message, gr.Tabs(selected="classify")
+
+
+def open_linked_adapter(token_text: str, endpoint: str | None, request: gr.Request,
+                        oauth_token: gr.OAuthToken | None = None, *, settings: AppSettings):  # fmt: skip
+    """A page opened at ``?adapter=OWNER/NAME`` (a model card's "Try it" link): that adapter loaded, through the same
+    checks as a typed repo id, and the Classify tab open; what went wrong is said there."""
+    repo_id = (dict(request.query_params).get("adapter") or "").strip() if request is not None else ""
+    if not repo_id:
+        return gr.skip(), gr.skip(), gr.skip()
+    try:
+        model = fetch_hub_adapter(repo_id, user_token(token_text, oauth_token), endpoint, settings)
+    except PtuningError as error:
+        return gr.skip(), f"**The linked adapter did not load:** {md(error)}", gr.Tabs(selected="classify")
+    return model, f"Loaded {code_span(repo_id)} from the link.", gr.Tabs(selected="classify")
 
 
 # --------------------------------------------------------------------------------------------- Hub tab
@@ -784,16 +908,21 @@ def build_app(hub_endpoint: str | None = None, settings: AppSettings | None = No
             "# P-Tuning\nTrain a few **soft-prompt vectors** (and a small head) for a frozen text classifier: "
             "load labelled examples, train, classify, share the small adapter on the Hub."
         )
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Data"):
                 data_state = data_tab(settings)
             with gr.Tab("Train"):
                 train_tab(data_state, model_state, settings, jobs)
-            with gr.Tab("Classify"):
+            with gr.Tab("Classify", id="classify"):
                 engines = None if ZERO_GPU else EnginePool(ServingConfig(max_input_chars=settings.max_text_chars))
-                classify_tab(model_state, token, endpoint_state, engines, settings)
+                notice = classify_tab(model_state, token, endpoint_state, engines, settings)
+            with gr.Tab("Browse", id="browse") as browse:
+                browse_tab(browse, tabs, model_state, notice, token, endpoint_state, settings)
             with gr.Tab("Hub"):
                 hub_tab(model_state, token, endpoint_state, settings)
+        # A model card's "Try it" link: the app opened at ?adapter=OWNER/NAME loads it into Classify
+        app.load(bind(open_linked_adapter, settings=settings), [token, endpoint_state], [model_state, notice, tabs],
+                 api_visibility="private")  # fmt: skip
         app.unload(bind(end_session, jobs=jobs))
     return app.queue(max_size=settings.max_queue)
 
@@ -953,12 +1082,14 @@ def train_settings(settings: AppSettings) -> list:
 
 
 def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, engines: EnginePool | None,
-                 settings: AppSettings) -> None:  # fmt: skip
-    """One text or a whole file, with the adapter of this session, or one loaded from the Hub or a zip.
+                 settings: AppSettings) -> gr.Markdown:  # fmt: skip
+    """One text or a whole file, with the adapter of this session, or one loaded from the Hub or a zip. Returns the
+    line where an adapter loaded elsewhere (the Browse tab, a link) says how that went.
 
     ``engines`` is this app's (shared by its users, read-only to them): their requests are batched together.
     """
-    adapter_info = gr.Markdown(NO_ADAPTER)
+    notice = gr.Markdown(elem_id="classify-notice")
+    adapter_info = gr.Markdown(NO_ADAPTER, elem_id="classify-adapter")
     with gr.Row():
         with gr.Column():
             text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence to classify")
@@ -993,6 +1124,39 @@ def classify_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.St
     zip_in.upload(bind(load_adapter_zip, settings=settings), zip_in, [model_state, load_status],
                   api_name="load_adapter_zip")  # fmt: skip
     model_state.change(describe_adapter, model_state, adapter_info, api_visibility="private")
+    return notice
+
+
+def browse_tab(tab: gr.Tab, tabs: gr.Tabs, model_state: gr.State, notice: gr.Markdown, token: gr.Textbox,
+               endpoint_state: gr.State, settings: AppSettings) -> None:  # fmt: skip
+    """The adapters published with ptuning: search by a word, sort, page through; a click on a row loads it into
+    Classify."""
+    gr.Markdown("Adapters others published with ptuning on the Hugging Face Hub. Your private ones are listed too "
+                "when you sign in or paste a token on the **Hub** tab.")  # fmt: skip
+    with gr.Row(equal_height=True):
+        words = gr.Textbox(label="Search", placeholder="a word of the repo id, e.g. sentiment", scale=3,
+                           elem_id="browse-words")  # fmt: skip
+        sort = gr.Dropdown(list(SORT_LABELS), value=next(iter(SORT_LABELS)), label="Sort", scale=1)
+        search_button = gr.Button("Search", variant="primary", scale=1)
+    status = gr.Markdown(elem_id="browse-status")
+    table = gr.Dataframe(published_table([]), interactive=False, wrap=True, elem_id="browse-table",
+                         label="Published adapters")  # fmt: skip
+    with gr.Row():
+        previous = gr.Button("← Previous page", interactive=False, size="sm")
+        following = gr.Button("Next page →", interactive=False, size="sm")
+    view = BrowseView(listing=session_state(settings), table=table, status=status, previous=previous,
+                      next=following)  # fmt: skip
+
+    hub = [token, endpoint_state]
+    gr.on([search_button.click, words.submit, sort.input], bind(search_published, settings=settings),
+          [words, sort, *hub], view.components(), api_name="search_adapters")  # fmt: skip
+    tab.select(bind(first_listing, settings=settings), [view.listing, sort, *hub], view.components(),
+               api_visibility="private")  # fmt: skip
+    for button, step in ((previous, -1), (following, 1)):
+        button.click(bind(turn_page, step=step, settings=settings), [view.listing, *hub], view.components(),
+                     api_visibility="private")  # fmt: skip
+    table.select(bind(load_chosen, settings=settings), [view.listing, *hub], [model_state, notice, tabs],
+                 api_visibility="private")  # fmt: skip
 
 
 def hub_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, settings: AppSettings) -> None:
@@ -1005,6 +1169,10 @@ def hub_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, 
         repo_name = gr.Textbox(label="Repo name", placeholder="your-name/sentiment-prompt", scale=3)
         private = gr.Checkbox(label="Private", value=True, scale=1)
     description = gr.Textbox(label="Dataset description (goes into the model card)", lines=3)
+    app_url = public_app_url()
+    if app_url:
+        gr.Markdown(f"The card links back here: {code_span(app_url + '/?adapter=OWNER/NAME')} opens this app with the "
+                    "adapter loaded.")  # fmt: skip
     push_button = gr.Button("Push to the Hub", variant="primary")
     push_status = gr.Markdown()
     gr.Markdown("---\n**Load** an adapter from the Hub instead (then use it on the **Classify** tab):")
@@ -1023,6 +1191,7 @@ def hub_tab(model_state: gr.State, token: gr.Textbox, endpoint_state: gr.State, 
 if __name__ == "__main__":
     try:
         operator = AppSettings.from_env()
+        public_app_url()  # the address pushed cards link back to: a bad PTUNING_PUBLIC_URL stops the start
     except PtuningError as error:  # a bad PTUNING_* value: one line, no traceback
         sys.exit(f"error: {error}")
     build_app(settings=operator).launch(**launch_options(operator))

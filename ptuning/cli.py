@@ -1,10 +1,11 @@
-"""The command line, a thin face over the library: ``python -m ptuning train|evaluate|predict|push|inspect``.
+"""The command line, a thin face over the library: ``python -m ptuning train|evaluate|predict|push|inspect|hub``.
 
     python -m ptuning train reviews.csv --out runs/reviews --method p-tuning
     python -m ptuning evaluate runs/reviews test.csv          # last stdout line: the metrics as JSON
     python -m ptuning predict runs/reviews "a gripping film" --json
     python -m ptuning push runs/reviews user/reviews-prompt
     python -m ptuning inspect runs/reviews --top 5          # the words nearest each prompt vector
+    python -m ptuning hub search sentiment --sort likes     # published adapters, one row each
 
 Every error a user can cause (a bad file, option or adapter, a Hub refusal) ends as one line on stderr,
 ``error: ...``, with exit status 2; progress and warnings go to stderr, results to stdout.
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ptuning {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add_command in (_add_train, _add_evaluate, _add_predict, _add_inspect, _add_push, _add_serve):
+    for add_command in (_add_train, _add_evaluate, _add_predict, _add_inspect, _add_push, _add_hub, _add_serve):
         add_command(sub)
     return parser
 
@@ -154,6 +155,36 @@ def _add_push(sub) -> None:
     p.add_argument("--private", action="store_true", help="Create the repo as private (when it does not exist).")
     p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: https://huggingface.co).")
     p.set_defaults(func=cmd_push)
+
+
+def _add_hub(sub) -> None:
+    from .hub_search import MAX_PER_PAGE, SORTS
+
+    hub = sub.add_parser("hub", help="find adapters others published on the Hub", description="The Hugging Face Hub.")
+    commands = hub.add_subparsers(dest="hub_command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = commands.add_parser(
+        "search",
+        help="list published ptuning adapters",
+        description="List the ptuning adapters on the Hub whose repo id holds WORDS (none: all), with what their "
+        "cards say: task, labels, base model, method, the metric measured in training; read from the cards' "
+        "metadata, nothing is downloaded. Private adapters are listed only to their owner's token.",
+    )
+    p.add_argument(
+        "words", nargs="*", metavar="WORDS", help="What the repo id holds, e.g. sentiment (the Hub's search looks for "
+        "the words as written in the repo ids)."
+    )  # fmt: skip
+    p.add_argument(
+        "--sort", choices=list(SORTS), default="downloads", help="Largest or latest first. Default: downloads."
+    )
+    p.add_argument(
+        "--limit", type=int, default=20, metavar="N", help=f"Adapters a page, 1 to {MAX_PER_PAGE}. Default: 20."
+    )
+    p.add_argument("--page", type=int, default=1, metavar="P", help="Which page of N adapters, from 1. Default: 1.")
+    p.add_argument("--json", action="store_true", help="One JSON object a line, every field of the row.")
+    p.add_argument("--token", metavar="T", help="Hub token, to list your private adapters too (default: HF_TOKEN or "
+                   "`hf auth login`).")  # fmt: skip
+    p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: https://huggingface.co).")
+    p.set_defaults(func=cmd_hub_search)
 
 
 def _add_serve(sub) -> None:
@@ -522,6 +553,38 @@ def cmd_push(a: argparse.Namespace) -> int:
     url = clf.push_to_hub(a.repo_id, token=a.token, private=a.private, endpoint=a.endpoint)
     print(url)
     return 0
+
+
+# -------------------------------------------------------------------------------------------------- hub search
+def cmd_hub_search(a: argparse.Namespace) -> int:
+    from .hub_search import search_adapters
+
+    if a.page < 1:
+        raise ConfigError(f"--page counts from 1, not {a.page}")
+    words = " ".join(a.words)
+    page = search_adapters(words, sort=a.sort, page=a.page - 1, per_page=a.limit, token=a.token, endpoint=a.endpoint)
+    if not page.rows:
+        matching = f" whose repo id holds {words!r}" if words.strip() else ""
+        print(f"no published ptuning adapter{matching} on page {a.page}", file=sys.stderr)
+    elif a.json:
+        for row in page.rows:
+            print(json.dumps(row.as_dict(), ensure_ascii=False))
+    else:
+        _print_rows([_adapter_row(row) for row in page.rows])
+    if page.has_next:
+        print(f"more on page {a.page + 1}: add --page {a.page + 1}", file=sys.stderr)
+    return 0
+
+
+def _adapter_row(row) -> dict:
+    """A published adapter as a line of the table."""
+    metric = f"{row.metric} {row.metric_value:.4f}" if row.metric else None
+    return {
+        "repo": row.repo_id + (" (private)" if row.private else ""), "task": row.task,
+        "labels": _clip(", ".join(row.labels), 40) or None, "base model": row.base_model, "method": row.method,
+        "metric": metric, "downloads": row.downloads, "likes": row.likes,
+        "updated": row.last_modified.date().isoformat() if row.last_modified else None,
+    }  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------------- serve

@@ -34,6 +34,9 @@ try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, 
 except ImportError:  # pragma: no cover
     from httpx import TransportError as _TransportError
 
+# What a Hub call raises when the Hub refuses it or cannot be reached: ``hub_error`` makes one line of each
+HUB_FAILURES = (HfHubHTTPError, _TransportError, ConnectionError)
+
 
 def is_repo_id(s: str) -> bool:
     """Whether ``s`` names a Hub repo (``"user/name"`` or ``"name"``) rather than an existing local path.
@@ -113,8 +116,8 @@ def push_adapter(
             delete_patterns=list(ADAPTER_FILES),
             commit_message=commit_message or "Upload ptuning adapter",
         )
-    except (HfHubHTTPError, _TransportError, ConnectionError) as err:
-        raise _hub_error(err, repo_id=repo_id, endpoint=api.endpoint, action="push to", secret=secret) from err
+    except HUB_FAILURES as err:
+        raise hub_error(err, repo_id=repo_id, endpoint=api.endpoint, action="push to", secret=secret) from err
     except ValueError as err:
         if not isinstance(err.__cause__, BadRequestError):  # only the Hub's verdict on README.md's metadata
             raise
@@ -174,9 +177,9 @@ def download_adapter(
         raise HubError(
             f"revision '{revision}' not found in '{repo_id}' on {api.endpoint} (check the branch, tag or commit id)"
         ) from err
-    except (HfHubHTTPError, _TransportError, ConnectionError) as err:
+    except HUB_FAILURES as err:
         secret = token if token is not None else get_token()
-        raise _hub_error(err, repo_id=repo_id, endpoint=api.endpoint, action="download", secret=secret) from err
+        raise hub_error(err, repo_id=repo_id, endpoint=api.endpoint, action="download", secret=secret) from err
 
     if not (local / ADAPTER_CONFIG).is_file():
         raise AdapterError(
@@ -196,8 +199,13 @@ def _check_repo_id(repo_id: str) -> None:
         raise HubError(f"'{repo_id}' is not a valid repo id: use 'user/name' (letters, digits, '-', '_', '.')")
 
 
-def _hub_error(err: Exception, *, repo_id: str, endpoint: str, action: str, secret: str | None) -> HubError:
-    """One line for what the Hub (or the network) refused, never holding the token."""
+def hub_error(
+    err: Exception, *, endpoint: str, action: str, secret: str | bool | None, repo_id: str | None = None
+) -> HubError:
+    """One line for what the Hub (or the network) refused, never holding the token: ``err`` is one of
+    :data:`HUB_FAILURES`, raised while trying to ``action`` (``"download"``) the repo ``repo_id`` (None: no one repo,
+    as for a listing)."""
+    target = f" '{repo_id}'" if repo_id else ""
     if isinstance(err, GatedRepoError):
         message = f"'{repo_id}' on {endpoint} is gated: ask for access on its page, then pass a token"
     elif isinstance(err, RepositoryNotFoundError):
@@ -213,12 +221,12 @@ def _hub_error(err: Exception, *, repo_id: str, endpoint: str, action: str, secr
             )
         elif status == 403:
             message = (
-                f"the token may not {action} '{repo_id}' on {endpoint} (403 Forbidden): use a token with "
+                f"the token may not {action}{target} on {endpoint} (403 Forbidden): use a token with "
                 "write access to that namespace"
             )
         else:
             detail = err.server_message or str(err).strip().splitlines()[0]
-            message = f"{endpoint} refused to {action} '{repo_id}' (HTTP {status}): {detail}"
+            message = f"{endpoint} refused to {action}{target} (HTTP {status}): {detail}"
     else:
         message = f"cannot reach {endpoint} ({type(err).__name__}): check the network connection, proxy or HF_ENDPOINT"
     return HubError(_scrub(message, secret))

@@ -1,14 +1,22 @@
 """A small Hugging Face Hub for tests: the real ``huggingface_hub`` client talks HTTP to it on loopback.
 
 It serves the routes that ``create_repo``, ``create_commit`` / ``upload_folder``, ``repo_info``,
-``list_repo_tree``, ``hf_hub_download`` and ``snapshot_download`` call (huggingface_hub 2.4), with the
-status codes and ``X-Error-Code`` headers the client maps to its exceptions. Repos live in memory as a
+``list_repo_tree``, ``hf_hub_download``, ``snapshot_download`` and ``list_models`` call (huggingface_hub 2.4), with
+the status codes and ``X-Error-Code`` headers the client maps to its exceptions. Repos live in memory as a
 list of commits, each a full snapshot of the files. Every file is committed as a regular git blob
 (``uploadMode: "regular"``), so neither LFS nor Xet is ever involved.
 
 Authentication follows the Hub: a token the server does not know is refused everywhere with 401
 ``Invalid credentials in Authorization header``; writing needs a write token (none: 401, read token:
-403); a private or missing repo answers ``RepoNotFound`` (401 without a token, 404 with one).
+403); a private or missing repo answers ``RepoNotFound`` (401 without a token, 404 with one). A private repo is its
+owner's: the tokens are ``test-user``'s, except ``other_token`` (``other-user``'s), and only the owner's token sees
+the repos of that namespace that are private, in a listing too.
+
+``GET /api/models`` lists as the Hub does (its API docs, hub-docs ``api.md``): ``search`` a piece of the repo id
+(case-insensitive), ``filter`` tags that must all be there (the card's tags, ``library_name`` and ``pipeline_tag``),
+``sort`` by ``downloads``, ``likes``, ``lastModified``, ``createdAt`` or ``trendingScore``, largest first
+(``direction`` other than ``-1``: smallest first), ``limit`` rows a page, ``full`` and ``cardData`` to add the
+repo's data and card metadata; at most ``page_size`` rows a page, the next page's URL in a ``Link`` header.
 
 Use the ``hub_server`` fixture::
 
@@ -21,6 +29,7 @@ Use the ``hub_server`` fixture::
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import re
@@ -31,16 +40,18 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import pytest
 import yaml
 from huggingface_hub import constants
 
 USER = "test-user"
+OTHER_USER = "other-user"
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"  # the Hub's wording; the client keys on it
 _REPO_ACTIONS = ("revision", "tree", "preupload", "commit")
+_SORTS = ("downloads", "likes", "lastModified", "createdAt", "trendingScore")
 _FRONT_MATTER = re.compile(r"\A\s*---\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)  # as the Hub and the client read it
 
 
@@ -72,6 +83,12 @@ class Repo:
     repo_id: str
     private: bool
     commits: list[Commit] = field(default_factory=list)
+    downloads: int = 0  # set by a test: what a listing shows and sorts by
+    likes: int = 0
+
+    @property
+    def owner(self) -> str:
+        return self.repo_id.split("/")[0] if "/" in self.repo_id else USER
 
     @property
     def head(self) -> Commit:
@@ -112,7 +129,10 @@ class HubServer:
     def __init__(self) -> None:
         self.token = "hf_write_" + secrets.token_hex(8)
         self.read_token = "hf_read_" + secrets.token_hex(8)
-        self.tokens = {self.token: "write", self.read_token: "read"}
+        self.other_token = "hf_other_" + secrets.token_hex(8)  # another user's write token
+        self.tokens = {self.token: "write", self.read_token: "read", self.other_token: "write"}
+        self.users = {self.token: USER, self.read_token: USER, self.other_token: OTHER_USER}
+        self.page_size = 1000  # rows in one page of a listing; a test makes it small to see the client follow pages
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.errors: list[BaseException] = []  # server-side bugs, re-raised when the fixture tears down
@@ -165,16 +185,17 @@ class HubServer:
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Reply:
         url = urlsplit(raw_path)
         segments = [unquote(s) for s in url.path.strip("/").split("/")]
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        params = parse_qs(url.query)
+        query = {k: v[-1] for k, v in params.items()}
         self.requests.append((method, "/" + "/".join(segments)))
 
-        role = None
+        role = user = None
         authorization = headers.get("Authorization")
         if authorization:
             token = authorization.removeprefix("Bearer ").strip()
             if token not in self.tokens:
                 return _error(401, INVALID_CREDENTIALS)
-            role = self.tokens[token]
+            role, user = self.tokens[token], self.users[token]
 
         if segments[:2] == ["api", "repos"] and segments[2:] == ["create"] and method == "POST":
             return self._create_repo(role, json.loads(body or b"{}"))
@@ -183,17 +204,21 @@ class HubServer:
         if segments == ["api", "whoami-v2"] and method == "GET":
             if role is None:
                 return _error(401, "You must be authenticated to call whoami")
-            return _json(200, {"type": "user", "name": USER, "auth": {"accessToken": {"role": role}}})
+            return _json(200, {"type": "user", "name": user, "auth": {"accessToken": {"role": role}}})
+        if segments == ["api", "models"] and method == "GET":
+            return self._list_models(user, params)
         if segments[:2] == ["api", "models"] and len(segments) > 2:
-            return self._repo_api(method, role, segments[2:], query, body)
+            return self._repo_api(method, role, user, segments[2:], query, body)
         if "resolve" in segments[1:3] and method in ("GET", "HEAD"):
             at = segments.index("resolve")
             repo_id, rest = "/".join(segments[:at]), segments[at + 1 :]
             if len(rest) >= 2:
-                return self._resolve(role, repo_id, rest[0], "/".join(rest[1:]))
+                return self._resolve(role, user, repo_id, rest[0], "/".join(rest[1:]))
         return _error(404, f"{method} {url.path} is not served by the test Hub")
 
-    def _repo_api(self, method: str, role: str | None, parts: list[str], query: dict, body: bytes) -> _Reply:
+    def _repo_api(
+        self, method: str, role: str | None, user: str | None, parts: list[str], query: dict, body: bytes
+    ) -> _Reply:
         # `user/name/<action>/...` or, for ids without a namespace, `name/<action>/...`.
         if len(parts) >= 3 and parts[2] in _REPO_ACTIONS:
             repo_id, action, rest = "/".join(parts[:2]), parts[2], parts[3:]
@@ -203,7 +228,7 @@ class HubServer:
             repo_id, action, rest = "/".join(parts), "revision", ["main"]
 
         repo = self.repos.get(repo_id)
-        if repo is None or (repo.private and role is None):
+        if repo is None or (repo.private and user != repo.owner):
             # The Hub does not tell a private repo from a missing one.
             return _error(401 if role is None else 404, "Repository not found", "RepoNotFound")
         if method == "POST" and action in ("preupload", "commit"):
@@ -267,6 +292,9 @@ class HubServer:
             "private": repo.private,
             "gated": False,
             "disabled": False,
+            "downloads": repo.downloads,
+            "likes": repo.likes,
+            "trendingScore": 0,
             "tags": [],
             "siblings": [{"rfilename": path} for path in sorted(commit.files)],
         }
@@ -275,9 +303,43 @@ class HubServer:
             card_data = yaml.safe_load(block)
             if isinstance(card_data, dict):
                 info["cardData"] = card_data
-                info["tags"] = card_data.get("tags", [])
+                info["tags"] = card_data.get("tags") if isinstance(card_data.get("tags"), list) else []
                 info["library_name"] = card_data.get("library_name")
+                info["pipeline_tag"] = card_data.get("pipeline_tag")
         return info
+
+    def _list_models(self, user: str | None, params: dict[str, list[str]]) -> _Reply:
+        """One page of ``GET /api/models``: the repos ``user`` may see that match, sorted, from the page's cursor."""
+        query = {k: v[-1] for k, v in params.items()}
+        sort, search = query.get("sort"), query.get("search", "").lower()
+        if sort is not None and sort not in _SORTS:
+            return _error(400, f"Invalid sort: {sort!r}")
+        try:
+            limit = int(query["limit"]) if "limit" in query else None
+            start = int(base64.urlsafe_b64decode(query.get("cursor", "MA==")))  # "MA==": offset 0
+        except (ValueError, binascii.Error):
+            return _error(400, "Invalid limit or cursor")
+        with self._lock:
+            repos = [r for r in self.repos.values() if not r.private or r.owner == user]
+        infos = [self._model_info(r, r.head) for r in repos if search in r.repo_id.lower()]
+        infos = [i for i in infos if all(f in [*i["tags"], i.get("library_name"), i.get("pipeline_tag")]
+                                         for f in params.get("filter", []))]  # fmt: skip
+        if sort is not None:
+            infos.sort(key=lambda i: i[sort], reverse=query.get("direction", "-1") == "-1")
+        size = min(limit or self.page_size, self.page_size)
+        page = infos[start : start + size]
+        kept = {"_id", "id", "modelId", "likes", "trendingScore", "private", "downloads", "tags", "pipeline_tag",
+                "library_name", "createdAt"}  # what the Hub lists without `full`  # fmt: skip
+        if query.get("full", "").lower() == "true":
+            kept |= {"author", "sha", "lastModified", "gated", "disabled", "siblings"}
+        if query.get("cardData", "").lower() == "true":
+            kept.add("cardData")
+        headers = {}
+        if start + size < len(infos):
+            cursor = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+            following = urlencode({**params, "cursor": [cursor]}, doseq=True)
+            headers["Link"] = f'<{self.endpoint}/api/models?{following}>; rel="next"'
+        return _json(200, [{k: v for k, v in i.items() if k in kept} for i in page], **headers)
 
     def _tree(self, commit: Commit, path: str, recursive: bool) -> _Reply:
         prefix = f"{path}/" if path else ""
@@ -351,9 +413,9 @@ class HubServer:
             },
         )
 
-    def _resolve(self, role: str | None, repo_id: str, revision: str, path: str) -> _Reply:
+    def _resolve(self, role: str | None, user: str | None, repo_id: str, revision: str, path: str) -> _Reply:
         repo = self.repos.get(repo_id)
-        if repo is None or (repo.private and role is None):
+        if repo is None or (repo.private and user != repo.owner):
             return _error(401 if role is None else 404, "Repository not found", "RepoNotFound")
         commit = repo.resolve(revision)
         if commit is None:

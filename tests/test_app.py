@@ -183,7 +183,7 @@ def test_upload_that_is_not_a_zip_is_refused(client, tmp_path):
 def test_api_lists_the_named_endpoints_only(client):
     named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert named == {"/load_file", "/load_example", "/load_text", "/train", "/classify", "/classify_file",
-                     "/load_adapter", "/load_adapter_zip", "/push", "/estimate"}  # fmt: skip
+                     "/load_adapter", "/load_adapter_zip", "/push", "/estimate", "/search_adapters"}  # fmt: skip
 
 
 def test_push_then_load_from_the_hub_never_shows_the_token(hub_server, tiny, app_settings):

@@ -1,4 +1,5 @@
-"""The app in a real browser (Debian's Chromium through Playwright): upload, train, classify, as a person would.
+"""The app in a real browser (Debian's Chromium through Playwright): upload, train, classify, find and load a
+published adapter, as a person would.
 
 PTUNING_SCREENSHOTS=dir saves a picture of every tab there. PTUNING_BROWSER_BASE_MODEL sets the base model
 (default: a tiny random BERT; "sentence-transformers/all-MiniLM-L6-v2" for a real run) and
@@ -15,6 +16,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from app import build_app  # noqa: E402
+from ptuning import PromptClassifier  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -134,3 +136,43 @@ def test_a_search_from_the_train_tab_shows_its_trials(url, page, tiny):
     expect(table).to_contain_text("accuracy")
     expect(page.get_by_role("button", name="Download the adapter (.zip)")).to_be_visible()
     screenshot(page, "2-train-search")
+
+
+@pytest.fixture
+def hub_url(hub_server, tiny, app_settings, launch):
+    """The app on the test Hub, where two adapters on the tiny BERT are published."""
+    published = {"test-user/movie-sentiment": ["negative", "positive"], "test-user/sms-spam": ["ham", "spam"]}
+    for repo_id, labels in published.items():
+        PromptClassifier(tiny("bert"), labels=labels).push_to_hub(repo_id, token=hub_server.token,
+                                                                  endpoint=hub_server.endpoint)  # fmt: skip
+    hub_server.repos["test-user/sms-spam"].downloads = 5
+    return launch(build_app(hub_server.endpoint, settings=app_settings), app_settings)
+
+
+def test_a_visitor_finds_an_adapter_by_a_word_loads_it_and_classifies(hub_url, page):
+    page.goto(hub_url)
+
+    page.get_by_role("tab", name="Browse").click()
+    table = page.locator("#browse-table")
+    expect(table).to_contain_text("test-user/sms-spam", timeout=30_000)  # the most used, as the tab opens
+    page.get_by_label("Search", exact=True).fill("movie")
+    page.get_by_label("Search", exact=True).press("Enter")
+    expect(table).not_to_contain_text("sms-spam", timeout=30_000)
+    expect(table).to_contain_text("negative, positive")
+    screenshot(page, "5-browse")
+    table.get_by_role("gridcell", name="test-user/movie-sentiment").click()
+
+    expect(page.locator("#classify-notice")).to_contain_text("Loaded test-user/movie-sentiment", timeout=30_000)
+    expect(page.locator("#classify-adapter")).to_contain_text("2 classes (negative, positive)")
+    page.get_by_label("Text", exact=True).fill("A gripping, beautifully acted film.")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.locator("#prediction")).to_contain_text(re.compile(r"(positive|negative)[\s\S]*\d+%"), timeout=30_000)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+
+
+def test_a_cards_try_it_link_opens_classify_with_the_adapter(hub_url, page):
+    page.goto(hub_url + "?adapter=test-user/sms-spam")
+
+    expect(page.locator("#classify-notice")).to_contain_text("Loaded test-user/sms-spam from the link", timeout=30_000)
+    expect(page.locator("#classify-adapter")).to_contain_text("2 classes (ham, spam)")
+    expect(page.get_by_role("button", name="Classify", exact=True)).to_be_visible()

@@ -14,6 +14,7 @@ import pytest
 
 import ptuning.train
 from ptuning import cli
+from tests.test_hub_search import publish
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,6 +228,59 @@ def test_push_uploads_and_the_hub_copy_predicts(trained, hub_server, capsys):  #
     assert code == 0 and json.loads(out)["label"] in ("neg", "pos")
 
 
+@pytest.fixture
+def published(hub_server):
+    """Two public adapters and a private one on the test Hub."""
+    publish(hub_server, "test-user/movie-sentiment", downloads=7, likes=1, labels=["neg", "pos"], method="deep",
+            metrics={"accuracy": 0.8125})  # fmt: skip
+    publish(hub_server, "test-user/sms-spam", downloads=3, likes=9, labels=["ham", "spam"], method="prompt")
+    publish(hub_server, "test-user/secret-sentiment", private=True, labels=["a", "b"])
+    return hub_server
+
+
+def test_hub_search_prints_a_table_of_what_the_cards_say(published, capsys):
+    code, out, err = run(capsys, "hub", "search", "sentiment", "--endpoint", published.endpoint)
+
+    header, *rows = out.splitlines()
+    assert code == 0 and err == ""
+    assert header.split() == ["repo", "task", "labels", "base", "model", "method", "metric", "downloads", "likes",
+                              "updated"]  # fmt: skip
+    assert len(rows) == 1 and rows[0].split()[:5] == ["test-user/movie-sentiment", "classification", "neg,", "pos",
+                                                       "prajjwal1/bert-tiny"]  # fmt: skip
+    assert "accuracy 0.8125" in rows[0]
+
+
+def test_hub_search_json_is_one_row_a_line_in_the_order_asked(published, capsys):
+    code, out, _ = run(capsys, "hub", "search", "--sort", "likes", "--json", "--endpoint", published.endpoint)
+
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["repo_id"] for r in rows] == ["test-user/sms-spam", "test-user/movie-sentiment"]
+    assert rows[0]["labels"] == ["ham", "spam"] and rows[0]["likes"] == 9
+
+
+def test_hub_search_lists_private_adapters_to_their_owner_only(published, capsys):
+    _, mine, _ = run(capsys, "hub", "search", "--token", published.token, "--endpoint", published.endpoint)
+    _, theirs, _ = run(capsys, "hub", "search", "--token", published.other_token, "--endpoint", published.endpoint)
+
+    assert "test-user/secret-sentiment (private)" in mine
+    assert "secret-sentiment" not in theirs
+
+
+def test_hub_search_pages_say_where_the_next_one_is(published, capsys):
+    _, first, more = run(capsys, "hub", "search", "--limit", "1", "--endpoint", published.endpoint)
+    _, second, last = run(capsys, "hub", "search", "--limit", "1", "--page", "2", "--endpoint", published.endpoint)
+
+    assert "movie-sentiment" in first and more.strip() == "more on page 2: add --page 2"
+    assert "sms-spam" in second and last == ""
+
+
+def test_hub_search_without_a_match_says_so_and_succeeds(published, capsys):
+    code, out, err = run(capsys, "hub", "search", "no", "such", "--json", "--endpoint", published.endpoint)
+
+    assert code == 0 and out == ""
+    assert err.strip() == "no published ptuning adapter whose repo id holds 'no such' on page 1"
+
+
 # -- bad input: one line on stderr, exit status 2 ---------------------------------------------------------
 
 
@@ -251,6 +305,9 @@ def bad_inputs(trained, tiny, tmp: Path) -> dict[str, list]:
         "init-adapter with adapter options": ["train", data, *out, "--init-adapter", adapter, "--method", "deep"],
         "inspect with --top 0": ["inspect", adapter, "--top", "0"],
         "search with --resume": ["train", data, *out, "--search", "2", "--resume"],
+        "hub search sorted by an unknown key": ["hub", "search", "--sort", "stars"],
+        "hub search on page 0": ["hub", "search", "--page", "0"],
+        "hub search of 0 a page": ["hub", "search", "--limit", "0"],
     }
 
 
@@ -259,6 +316,7 @@ CASES = [
     "peft-compatible with middle", "bad placement", "unknown method", "missing --out", "negative epochs",
     "resume without checkpoint", "missing adapter", "predict without texts", "predict to an unknown format",
     "init-adapter with adapter options", "inspect with --top 0", "search with --resume",
+    "hub search sorted by an unknown key", "hub search on page 0", "hub search of 0 a page",
 ]  # fmt: skip
 
 
@@ -286,7 +344,7 @@ def python_m_ptuning(*args, cwd=ROOT) -> subprocess.CompletedProcess:
 def test_python_m_ptuning_help_lists_the_commands():
     done = python_m_ptuning("--help")
     assert done.returncode == 0
-    assert all(command in done.stdout for command in ("train", "evaluate", "predict", "push", "inspect"))
+    assert all(command in done.stdout for command in ("train", "evaluate", "predict", "push", "inspect", "hub"))
 
 
 def test_python_m_ptuning_bad_file_exits_2_with_one_line(tmp_path):

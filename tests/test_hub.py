@@ -9,9 +9,9 @@ import torch
 from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.torch import save_file
 
-from ptuning.errors import AdapterError, HubError
+from ptuning.errors import AdapterError, ConfigError, HubError
 from ptuning.hub import download_adapter, is_repo_id, push_adapter
-from ptuning.model_card import make_model_card
+from ptuning.model_card import CardFacts, make_model_card, public_app_url, read_card_data
 
 REPO = "test-user/sentiment-prompt"
 CARD_INFO = {
@@ -386,3 +386,64 @@ def test_user_text_cannot_break_the_card(tmp_path):
     assert "<script>" not in reloaded.text
     assert "\n# Heading" not in reloaded.text
     assert reloaded.text.count("```") == 6  # the three usage blocks only
+
+
+def test_card_metadata_says_the_task_and_method_and_reads_back(tmp_path):
+    make_model_card(CARD_INFO).save(tmp_path / "README.md")
+
+    card = ModelCard.load(tmp_path / "README.md")
+
+    assert card.data.ptuning == {"task": "classification", "method": "p-tuning", "placement": "[P] {text}",
+                                 "num_virtual_tokens": 4}  # fmt: skip
+    assert read_card_data(card.data) == CardFacts(
+        labels=("negative", "positive"), task="classification", base_model="prajjwal1/bert-tiny", method="p-tuning",
+        metric="accuracy", metric_value=0.83,
+    )  # fmt: skip
+
+
+def test_an_older_card_reads_back_what_it_has():
+    result = {"task": {"type": "text-classification", "name": "Text Regression"},
+              "dataset": {"name": "d", "type": "custom"}, "metrics": [{"type": "mse", "value": 0.1}]}  # fmt: skip
+    older = {"base_model": "prajjwal1/bert-tiny", "labels": ["a", "b"], "library_name": "ptuning",
+             "model-index": [{"name": "x", "results": [result]}]}  # fmt: skip
+
+    facts = read_card_data(older)
+
+    assert (facts.labels, facts.task, facts.method, facts.metric, facts.metric_value) == (("a", "b"), "regression",
+                                                                                         None, "mse", 0.1)  # fmt: skip
+
+
+def test_card_data_of_the_wrong_types_reads_as_unknown():
+    assert read_card_data({"labels": "ab", "base_model": 3, "ptuning": "deep", "model-index": "x"}) == CardFacts()
+    assert read_card_data(None) == CardFacts()
+
+
+def test_card_links_back_to_the_app_that_pushed_it():
+    text = make_model_card({**CARD_INFO, "app_url": "https://alice-ptuning.hf.space/"}).text
+
+    assert f"(https://alice-ptuning.hf.space/?adapter={REPO})" in text
+    assert text.index("**Try it**") < text.index("With ptuning:")
+
+
+def test_card_has_no_try_it_line_without_the_apps_address_or_a_repo():
+    assert "Try it" not in make_model_card(CARD_INFO).text
+    assert "Try it" not in make_model_card({**CARD_INFO, "repo_id": None, "app_url": "https://x.hf.space"}).text
+
+
+def test_the_apps_address_is_the_setting_else_the_spaces_host():
+    assert public_app_url({}) is None
+    assert public_app_url({"SPACE_HOST": "alice-ptuning.hf.space"}) == "https://alice-ptuning.hf.space"
+    both = {"SPACE_HOST": "alice-ptuning.hf.space", "PTUNING_PUBLIC_URL": "http://10.0.0.5:7860/ptuning/"}
+    assert public_app_url(both) == "http://10.0.0.5:7860/ptuning"
+    with pytest.raises(ConfigError, match="PTUNING_PUBLIC_URL='javascript:alert\\(1\\)' is not an app address"):
+        public_app_url({"PTUNING_PUBLIC_URL": "javascript:alert(1)"})
+
+
+def test_an_adapter_pushed_from_a_space_links_back_to_it(hub_server, tiny, make, monkeypatch):
+    monkeypatch.setenv("SPACE_HOST", "alice-ptuning.hf.space")
+
+    make(tiny("bert")).push_to_hub(REPO, token=hub_server.token, endpoint=hub_server.endpoint)
+
+    card = hub_server.repos[REPO].head.files["README.md"].decode()
+    assert f"https://alice-ptuning.hf.space/?adapter={REPO}" in card
+    assert f'PromptClassifier.from_pretrained("{REPO}")' in card
