@@ -1,4 +1,5 @@
-"""Helpers the test modules share. Tests reach them through the fixtures in ``conftest.py``, never by import."""
+"""Helpers the test modules share: fixtures in ``conftest.py`` hand out those that build something (models, data);
+plain functions (weights, a CSV file, fast training arguments) are imported from here, never copied."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import random
 
 import torch
 
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
 from ptuning.data import Dataset
 from ptuning.model import PromptClassifier
+from ptuning.training_args import TrainingArguments
 
 # Of very different lengths, so that a batch of them is mostly padding
 TEXTS = ("good film", "a much longer sentence that needs a lot more padding than the others", "bad")
@@ -60,3 +66,28 @@ def scores(n: int = 64, seed: int = 0) -> Dataset:
         texts.append(" ".join(words))
         targets.append(10.0 + 2.0 * k)
     return Dataset(texts=texts, labels=targets, task="regression")
+
+
+def weights(clf: PromptClassifier) -> dict[str, torch.Tensor]:
+    """A copy of the adapter's weights (its state dict), to compare with another's or a later one's."""
+    return {k: v.detach().clone() for k, v in clf.state_dict().items()}
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def fast(**overrides) -> TrainingArguments:
+    """Training arguments for tiny random backbones: learning rates far above the defaults (they need big steps to
+    learn in a few epochs), no early stop, a quarter held out."""
+    options = dict(epochs=3, batch_size=16, lr=0.1, head_lr=0.05, patience=0, val_split=0.25, seed=0)
+    return TrainingArguments(**{**options, **overrides})
+
+
+def write_csv(path: Path, rows: Iterable[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+    """A CSV file of ``rows`` (text, label) under ``header``."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

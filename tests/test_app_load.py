@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from app import adapter_settings, build_app
+from app import TrainForm, build_app
 from ptuning.data import load_dataset
 from ptuning.train import TrainingArguments, train
 
@@ -70,7 +70,7 @@ def one_user(url: str, tiny_bert: str, folder: Path, i: int) -> dict:
 
 def trained_alone(tiny_bert: str, folder: Path, i: int) -> dict:
     """What session ``i``'s adapter says of the text when the same run is made alone, here."""
-    config = adapter_settings(tiny_bert, "prompt", 2, "start", "mean", "MLP", "")
+    config = TrainForm(method="prompt", prompt_length=2).config(tiny_bert)  # what the sessions' Train tab sends
     args = TrainingArguments(epochs=1, batch_size=8, seed=i, val_split=0.25, patience=0, time_budget=600)
     model = train(load_dataset(own_data(folder, i)[0]), config=config, args=args).model
     return model.predict(["the plot was great"])[0]["scores"]

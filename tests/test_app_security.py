@@ -4,7 +4,6 @@ The apps here run with their own ``AppSettings`` (strict limits, the tiny BERT a
 policy guards against.
 """
 
-import dataclasses
 import json
 import shutil
 import tempfile
@@ -22,9 +21,10 @@ from huggingface_hub import HfApi
 
 import app as app_module
 from app import build_app
-from ptuning import EMBEDDED_ID, PromptClassifier
+from ptuning import EMBEDDED_ID
 from ptuning.adapter_files import ADAPTER_CONFIG, PTUNING_CONFIG
 from ptuning.policy import AppSettings
+from tests.helpers import write_csv
 
 SMS = "SMS: spam / ham (400)"
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")
@@ -56,9 +56,9 @@ def client(strict_url):
     return Client(strict_url, verbose=False)
 
 
-def write_csv(path: Path, rows: int, text: str = "a message") -> str:
-    path.write_text("text,label\n" + "".join(f"{text} {i},{'ab'[i % 2]}\n" for i in range(rows)), encoding="utf-8")
-    return str(path)
+def messages_csv(path: Path, rows: int, text: str = "a message") -> str:
+    """``rows`` labelled messages, numbered, in a CSV file (its path as a string, for ``handle_file``)."""
+    return str(write_csv(path, ((f"{text} {i}", "ab"[i % 2]) for i in range(rows))))
 
 
 # -- base models ---------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_an_upload_over_the_limit_is_refused_before_it_lands(client, strict, str
     import gradio.utils
 
     name = f"big-{uuid.uuid4().hex}.csv"
-    big = write_csv(tmp_path / name, 400)
+    big = messages_csv(tmp_path / name, 400)
     with pytest.raises(ValueError, match="exceeds the maximum file size of 4096 bytes"):
         client.predict(handle_file(big), api_name="/load_file")  # the client reads the limit from the app
     with open(big, "rb") as f:  # a client that ignores it is stopped by the server, mid-upload
@@ -214,16 +214,16 @@ def test_an_upload_over_the_limit_is_refused_before_it_lands(client, strict, str
 
 
 def test_rows_over_the_limit_are_refused_for_training_and_for_classifying(client, tiny, tmp_path):
-    many = handle_file(write_csv(tmp_path / "many.csv", 51, "x"))
+    many = handle_file(messages_csv(tmp_path / "many.csv", 51, "x"))
     *_, summary, problems = client.predict(many, api_name="/load_file")
     assert "many.csv has more than 50 rows; the limit here is 50" in problems
     *_, problems = client.predict("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(51)),
                                   api_name="/load_text")  # fmt: skip
     assert "more than 50 rows" in problems
-    client.predict(handle_file(write_csv(tmp_path / "ok.csv", 40, "x")), api_name="/load_file")
+    client.predict(handle_file(messages_csv(tmp_path / "ok.csv", 40, "x")), api_name="/load_file")
     client.predict(**train_settings(tiny("bert")), api_name="/train")
     with pytest.raises(AppError, match="more than 50 rows"):
-        client.predict(handle_file(write_csv(tmp_path / "texts.csv", 51, "x")), api_name="/classify_file")
+        client.predict(handle_file(messages_csv(tmp_path / "texts.csv", 51, "x")), api_name="/classify_file")
 
 
 def test_long_texts_are_cut_with_a_note(client):
@@ -237,7 +237,7 @@ def test_long_texts_are_cut_with_a_note(client):
     (dict(batch_size=17), "batch size may be at most 16 here, not 17"),
 ])  # fmt: skip
 def test_training_beyond_the_limits_is_refused(client, tiny, tmp_path, changes, complaint):
-    client.predict(handle_file(write_csv(tmp_path / "ok.csv", 40)), api_name="/load_file")
+    client.predict(handle_file(messages_csv(tmp_path / "ok.csv", 40)), api_name="/load_file")
     with pytest.raises(AppError, match=complaint):
         client.predict(**train_settings(tiny("bert"), **changes), api_name="/train")
 
@@ -270,7 +270,7 @@ def test_a_sessions_data_and_files_are_deleted_when_its_time_runs_out(tiny, laun
     before = set(Path(tempfile.gettempdir()).glob("ptuning-predictions-*"))
     session.predict(SMS, api_name="/load_example")
     session.predict(**train_settings(tiny("bert")), api_name="/train")
-    session.predict(handle_file(write_csv(tmp_path / "texts.csv", 3)), api_name="/classify_file")
+    session.predict(handle_file(messages_csv(tmp_path / "texts.csv", 3)), api_name="/classify_file")
     made = set(Path(tempfile.gettempdir()).glob("ptuning-predictions-*")) - before
     assert len(made) == 1
     deadline = time.monotonic() + 30

@@ -14,19 +14,12 @@ import pytest
 
 import ptuning.train
 from ptuning import cli
+from tests.helpers import write_csv
 from tests.test_hub_search import publish
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--epochs", "3", "--batch-size", "16", "--lr", "0.1", "--head-lr", "0.05", "--prompt-length", "4", "--quiet"]
-
-
-def write_csv(path: Path, texts, labels) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows(zip(texts, labels))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +28,7 @@ def sentiment_csv(sentiment):
 
     def write(path: Path, n: int = 64, seed: int = 0) -> Path:
         data = sentiment(n, seed=seed)
-        return write_csv(path, data.texts, [data.label_names[y] for y in data.labels])
+        return write_csv(path, zip(data.texts, [data.label_names[y] for y in data.labels]))
 
     return write
 
@@ -76,7 +69,7 @@ def test_train_prints_the_metrics_as_its_last_line(tiny, tmp_path, capsys, senti
 
 
 def test_train_reports_data_warnings(tiny, tmp_path, capsys):
-    data = write_csv(tmp_path / "d.csv", ["good film", "good film", "bad film", "awful", "great", "poor"], "ppnnpn")
+    data = write_csv(tmp_path / "d.csv", zip(["good film", "good film", "bad film", "awful", "great", "poor"], "ppnnpn"))
     code, out, err = run(capsys, "train", data, "--out", tmp_path / "a", "--model", tiny("bert"), *FAST)
     assert code == 0
     assert "warning: 1 duplicate row" in err
@@ -172,7 +165,7 @@ def test_train_search_prints_every_trial_then_the_metrics(tiny, tmp_path, capsys
 def test_regression_evaluates_with_correlations(tiny, tmp_path, capsys):
     texts = [f"{'good ' * (i % 4)}movie {i}" for i in range(48)]
     targets = [0.5 * (i % 4) + 0.01 * i for i in range(48)]  # many distinct numbers: read as regression
-    data = write_csv(tmp_path / "r.csv", texts, targets)
+    data = write_csv(tmp_path / "r.csv", zip(texts, targets))
     code, out, err = run(capsys, "train", data, "--out", tmp_path / "a", "--model", tiny("bert"), *FAST)
     assert code == 0 and set(last_json(out)) == {"pearson", "spearman", "mse", "mae", "n_examples"}
 
@@ -286,7 +279,7 @@ def test_hub_search_without_a_match_says_so_and_succeeds(published, capsys):
 
 def bad_inputs(trained, tiny, tmp: Path) -> dict[str, list]:
     data, adapter = trained["data"], trained["adapter"]
-    unknown = write_csv(tmp / "unknown.csv", ["good", "bad", "so so"], ["pos", "neg", "meh"])
+    unknown = write_csv(tmp / "unknown.csv", zip(["good", "bad", "so so"], ["pos", "neg", "meh"]))
     out = ["--out", tmp / "out", "--model", tiny("bert"), *FAST]
     return {
         "missing file": ["train", tmp / "missing.csv", *out],
@@ -329,7 +322,7 @@ def test_bad_input_is_one_line_and_exit_2(trained, tiny, tmp_path, capsys, case)
 
 
 def test_unknown_label_error_names_the_label(trained, tmp_path, capsys):
-    unknown = write_csv(tmp_path / "u.csv", ["good", "so so"], ["pos", "meh"])
+    unknown = write_csv(tmp_path / "u.csv", zip(["good", "so so"], ["pos", "meh"]))
     code, out, err = run(capsys, "evaluate", trained["adapter"], unknown)
     assert "'meh'" in err
 

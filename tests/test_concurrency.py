@@ -9,6 +9,7 @@ import torch
 from ptuning import backbones
 from ptuning.backbones import load_backbone
 from ptuning.train import TrainingArguments, train
+from tests.helpers import weights
 
 
 def test_a_slow_load_blocks_only_the_callers_of_that_model(tiny, monkeypatch):
@@ -93,10 +94,6 @@ def run_alone_and_together(runs: list) -> tuple[list, list]:
         t.join(300)
     done.set()
     return alone, together
-
-
-def weights(clf) -> dict:
-    return {k: v.detach().clone() for k, v in clf.state_dict().items()}
 
 
 def test_trainings_at_once_each_give_the_adapter_they_give_alone(tiny, sentiment, one_thread):

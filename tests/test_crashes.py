@@ -18,6 +18,7 @@ from ptuning.adapter_files import ADAPTER_WEIGHTS, PTUNING_CONFIG, RESUME_WEIGHT
 from ptuning.checkpoints import OPTIMIZER_STATE, RNG_STATE, TRAINER_STATE
 from ptuning.errors import ConfigError
 from ptuning.train import TrainingArguments, train
+from tests.helpers import same_weights, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,14 +31,6 @@ def run_config(backbone: str) -> dict:
 def run_args(checkpoint_dir: str, **changes) -> TrainingArguments:
     options = dict(epochs=3, batch_size=16, lr=0.1, head_lr=0.05, patience=0, val_split=0.25, seed=3)
     return TrainingArguments(checkpoint_dir=str(checkpoint_dir), **{**options, **changes})
-
-
-def weights(clf) -> dict:
-    return {k: v.detach().clone() for k, v in clf.state_dict().items()}
-
-
-def same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # -- adapter files --------------------------------------------------------------------------------------------
@@ -173,7 +166,7 @@ def test_a_run_killed_while_saving_a_checkpoint_resumes_from_the_last_good_one(
 
     resumed = train(sentiment(64), config=run_config(tiny("bert")), args=run_args(folder, resume=True))
     assert resumed.state.step == 9 and not resumed.state.cancelled
-    assert same(weights(resumed.model), checkpointed[1])  # as if the run had never been killed
+    assert same_weights(weights(resumed.model), checkpointed[1])  # as if the run had never been killed
     assert not folder.with_name("checkpoint.old").exists()
 
 
@@ -183,4 +176,4 @@ def test_a_run_killed_twice_between_the_renames_still_resumes(checkpointed, tiny
     kill_while_saving(tiny("bert"), folder, "between-renames", resume=True)  # its first save is killed there too
 
     resumed = train(sentiment(64), config=run_config(tiny("bert")), args=run_args(folder, resume=True))
-    assert resumed.state.step == 9 and same(weights(resumed.model), checkpointed[1])
+    assert resumed.state.step == 9 and same_weights(weights(resumed.model), checkpointed[1])

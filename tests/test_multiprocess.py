@@ -6,7 +6,6 @@ asks for ``--multi_gpu`` (torch's distributed launcher) and trains with ``--devi
 processes trained it, so a run that silently used one fails here.
 """
 
-import csv
 import json
 import os
 import subprocess
@@ -16,17 +15,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from tests.helpers import write_csv
+
 ROOT = Path(__file__).resolve().parents[1]
 # Head dropout off: each process draws its own dropout masks, the one thing a second process changes.
 OPTIONS = ["--val-split", "0", "--epochs", "2", "--head-dropout", "0", "--device", "cpu", "--quiet"]
 
 
-def write_csv(path: Path, data) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows((t, data.label_names[y]) for t, y in zip(data.texts, data.labels))
-    return path
+def labelled_rows(data):
+    return ((t, data.label_names[y]) for t, y in zip(data.texts, data.labels))
 
 
 def train(launcher: list[str], data: Path, out: Path, batch_size: int, *options: str) -> dict:
@@ -41,7 +38,7 @@ def train(launcher: list[str], data: Path, out: Path, batch_size: int, *options:
 def test_two_processes_give_the_adapter_of_one_with_the_same_global_batch(tiny, tmp_path, sentiment):
     # 41 examples in global batches of 8: each epoch ends with a batch of one, so one share is empty
     n = 41
-    data = write_csv(tmp_path / "train.csv", sentiment(n))
+    data = write_csv(tmp_path / "train.csv", labelled_rows(sentiment(n)))
     model = ["--model", tiny("bert")]
     one = train([sys.executable], data, tmp_path / "one", 8, *model)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

@@ -168,12 +168,25 @@ def test_adapter_objects_on_the_same_backbone_are_served_too(served, tiny):
     engine.close()
 
 
-def test_large_requests_are_cut_into_passes_of_the_batch_limits(served):
+def test_large_requests_are_cut_into_passes_of_the_batch_limits(served, monkeypatch):
+    import ptuning.model
+
     base, dirs = served
     engine = Engine(ServingConfig(base_model=base, max_batch_size=2, max_batch_tokens=64), {"deep": dirs["deep"]})
     texts = TEXTS * 3
+    reference = PromptClassifier.from_pretrained(dirs["deep"]).predict(texts)
+    passes, whole = [], ptuning.model.forward_mixed
+
+    def counted(adapters, rows, batch, *args, **kwargs):
+        passes.append(tuple(batch["input_ids"].shape))  # (rows, padded length) of one backbone pass
+        return whole(adapters, rows, batch, *args, **kwargs)
+
+    monkeypatch.setattr(ptuning.model, "forward_mixed", counted)
     answers = engine.classify("deep", texts)
-    assert_same(answers, PromptClassifier.from_pretrained(dirs["deep"]).predict(texts))
+    assert_same(answers, reference)
+    assert sum(rows for rows, _ in passes) == len(texts)  # every text in one pass, once
+    assert all(rows <= 2 and (rows == 1 or rows * length <= 64) for rows, length in passes)
+    assert len(passes) >= len(texts) / 2
     engine.close()
 
 

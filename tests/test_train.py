@@ -16,6 +16,7 @@ from ptuning.config import Method
 from ptuning.data import Dataset
 from ptuning.errors import ConfigError, DataError
 from ptuning.model import PromptClassifier
+from tests.helpers import fast, same_weights, weights
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 from ptuning.train import (
@@ -29,22 +30,8 @@ from ptuning.train import (
     train,
 )
 
-def fast(**overrides) -> TrainingArguments:
-    # Learning rates far above the defaults: a tiny random backbone needs big steps to learn in a few epochs.
-    options = dict(epochs=3, batch_size=16, lr=0.1, head_lr=0.05, patience=0, val_split=0.25, seed=0)
-    return TrainingArguments(**{**options, **overrides})
-
-
 def adapter(tiny, family: str = "bert", **options) -> dict:
     return {"base_model": tiny(family), "num_virtual_tokens": 4, **options}
-
-
-def weights(clf: PromptClassifier) -> dict:
-    return {k: v.detach().clone() for k, v in clf.state_dict().items()}
-
-
-def same_weights(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def close_weights(a: dict, b: dict) -> bool:
@@ -164,11 +151,14 @@ def test_cancel_stops_between_steps_and_keeps_the_best_adapter(tiny, how, sentim
     event = threading.Event()
     rec = Recorder(model=clf, cancel_at=4, event=event)
     cancel = event if how == "event" else event.is_set
-    result = train(sentiment(64), model=clf, args=fast(epochs=5), callbacks=[rec], cancel=cancel)
+    result = train(sentiment(64), model=clf, args=fast(epochs=5, eval_steps=1), callbacks=[rec], cancel=cancel)
 
-    assert result.state.cancelled and result.state.step == 4
-    assert [h["step"] for h in result.state.history] == [3]
-    assert same_weights(weights(result.model), rec.snapshots[3])  # the weights of the only evaluation
+    history = result.state.history
+    assert result.state.cancelled and result.state.step == 4 and [h["step"] for h in history] == [1, 2, 3, 4]
+    # the best evaluation: the highest accuracy, ties to the lower validation loss
+    best = min(history, key=lambda h: (-h["accuracy"], h["val_loss"]))["step"]
+    assert result.state.best_step == best
+    assert same_weights(weights(result.model), rec.snapshots[best])
     assert not result.model.training
 
 
