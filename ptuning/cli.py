@@ -72,6 +72,11 @@ def _add_train(sub) -> None:
     g.add_argument(
         "--init-adapter", metavar="ADAPTER", help="Continue training a saved adapter (directory or Hub repo id)."
     )
+    g.add_argument(
+        "--init-from", metavar="ADAPTER",
+        help="Start a new adapter's prompt from a published one's (directory or Hub repo id; same base model and "
+        "prompt settings, taken from it unless given); its head too when the labels are the same.",
+    )  # fmt: skip
     g = p.add_argument_group("data")
     _add_data_columns(g, labels=True)
     g.add_argument(
@@ -292,7 +297,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     with _interrupt_sets(cancel):
         result = train(
             data, eval_data=eval_data, config=config or None, args=args, callbacks=callbacks, cancel=cancel,
-            out_dir=out, init_adapter=a.init_adapter, description=a.description,
+            out_dir=out, init_adapter=a.init_adapter, description=a.description, init_from=a.init_from,
         )  # fmt: skip
     if main_process:
         _report(result, out)
@@ -306,12 +311,14 @@ def _search(a: argparse.Namespace, data, eval_data, config: dict, args, cancel, 
     from .search import search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported here, in a line of ours
-    if a.init_adapter or args.resume:
-        raise ConfigError("--search trains new adapters: drop --init-adapter and --resume")
+    if a.init_adapter or a.init_from or args.resume:
+        raise ConfigError("--search trains new adapters from the defaults: drop --init-adapter, --init-from and "
+                          "--resume")  # fmt: skip
 
     def progress(trial) -> None:
         if main_process:
-            print(f"trial {trial.number}: {trial.state}, {_trial_line(trial)}", file=sys.stderr, flush=True)
+            print(f"trial {trial.number}: {trial.state}, {trial.settings_line()}: {_score(trial.value)}", file=sys.stderr,
+                  flush=True)  # fmt: skip
 
     with _interrupt_sets(cancel):
         result = search(
@@ -329,10 +336,8 @@ def _search(a: argparse.Namespace, data, eval_data, config: dict, args, cancel, 
     return 130 if result.cancelled else 0
 
 
-def _trial_line(trial) -> str:
-    p = trial.params
-    return (f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
-            f"{p['epochs']} epochs: {trial.value if trial.value is None else round(trial.value, 4)}")  # fmt: skip
+def _score(value: float | None) -> str:
+    return str(value if value is None else round(value, 4))
 
 
 def _print_rows(rows: list[dict]) -> None:
@@ -359,40 +364,41 @@ def _adapter_options(a: argparse.Namespace) -> dict:
 
 def _estimate_line(state, args: TrainingArguments) -> str:
     from .estimate import duration
+    from .report import plan_line
 
-    line = f"about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, {state.epochs} epochs"
-    line += f", texts cut at {state.max_length} tokens)"
+    line = plan_line(state)
     if args.time_budget:
         line += f", planned to fit the time budget of {duration(args.time_budget)}"
     return line
 
 
 def _report(result, out: Path) -> None:
-    """What a finished (or stopped) run prints: where the adapter is, how the run ended, the metrics as JSON."""
-    s, clf = result.state, result.model
-    training = clf.info["training"]
-    kept = "best" if s.kept == "best" else "latest"
+    """What a finished (or stopped) run prints: where the adapter is, how the run ended (``report.outcome``), the
+    metrics as JSON."""
+    from .report import outcome
+
+    o, clf = outcome(result), result.model
     how = f"{clf.config.method.value}, {clf.config.num_virtual_tokens} virtual tokens, placement {clf.config.placement}"
     print(f"adapter saved to {out} ({how})")
-    if s.cancelled:
+    if o.ended == "cancelled":
         print(
-            f"training stopped at step {s.step} of {s.total_steps}; the {kept} weights so far are saved. "
+            f"training stopped at step {o.step} of {o.total_steps}; the {o.kept_words} weights so far are saved. "
             f"Run the same command with --resume to continue.",
             file=sys.stderr,
         )
-    elif s.budget_reached:
-        print(f"stopped at the time budget at step {s.step} of {s.total_steps}; the {kept} adapter so far is saved")
-    elif s.stopped_early:
-        patience = training["patience"]
-        print(f"stopped early at step {s.step} of {s.total_steps}: no improvement in {patience} evaluations")
-    if result.metrics and s.kept == "last":
-        read = training["n_val_sample"] or training["n_val"]
+    elif o.ended == "time budget":
+        print(f"stopped at the time budget at step {o.step} of {o.total_steps}; the {o.kept_words} adapter so far is "
+              "saved")  # fmt: skip
+    elif o.ended == "stopped early":
+        print(f"stopped early at step {o.step} of {o.total_steps}: no improvement in {o.patience} evaluations")
+    if result.metrics and o.kept == "last":
         print(
-            f"last evaluation's adapter kept (step {s.best_step}; {read} validation examples are too few to choose the "
-            f"best by, --patience N chooses anyway): {_summary(result.metrics)}"
+            f"last evaluation's adapter kept (step {o.kept_step}; {o.validation_texts} validation examples are too few "
+            f"to choose the best by, --patience N chooses anyway): {_summary(result.metrics)}"
         )
     elif result.metrics:
-        print(f"best at step {s.best_step}: {_summary(result.metrics)} on {training['n_val']} validation examples")
+        n_val = result.metrics.get("n_examples", o.validation_texts)
+        print(f"best at step {o.kept_step}: {_summary(result.metrics)} on {n_val} validation examples")
     else:
         print("no validation data (--val-split 0): no metrics")
     print(json.dumps(result.metrics, ensure_ascii=False))

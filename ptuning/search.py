@@ -60,6 +60,12 @@ class Trial:
     total_steps: int  # steps planned
     seconds: float
 
+    def settings_line(self) -> str:
+        """``deep, 5 vectors, lr 0.01, head lr 0.01, 16 epochs``: what the trial trained with, in one line."""
+        p = self.params
+        return (f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
+                f"{p['epochs']} epochs")  # fmt: skip
+
     def row(self, metric_name: str) -> dict:
         """The trial as one table row (the CLI prints these; a UI can show them in a data frame)."""
         return {"trial": self.number, "state": self.state, **self.params, metric_name: self.value,
@@ -117,16 +123,7 @@ def search(
     """
     import optuna
 
-    if n_trials < 1:
-        raise ConfigError(f"a search needs at least one trial, not {n_trials}")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # The pruner hears evaluations on the main process only: the processes would disagree on the next trial
-        raise ConfigError("a search runs in one process: start it without accelerate launch")
-    args = args or TrainingArguments()
-    if args.resume:
-        raise ConfigError("a search cannot resume: every trial starts afresh")
-    if eval_data is None and args.val_split <= 0:
-        raise ConfigError("a search scores trials on validation data: give eval_data or a val_split above 0")
+    args = _checked(n_trials, args or TrainingArguments(), eval_data)
     fixed = config.to_dict() if isinstance(config, PromptConfig) else dict(config or {})
     higher = data.task == "classification"
     n_train = len(data) if eval_data is not None else len(split_dataset(data, args.val_split, args.seed)[0])
@@ -153,16 +150,11 @@ def search(
             break
         handle = study.ask()
         params = space.suggest(handle)
-        pruned = threading.Event()
-        began = time.perf_counter()
-        result = train(
-            data, eval_data=eval_data, config={**fixed, **_config_part(params)},
-            args=dataclasses.replace(trial_args, **_args_part(params), time_budget=None if left is None else max(left, 1e-3)),
-            callbacks=[*callbacks, _Report(handle, pruned)], cancel=lambda: pruned.is_set() or _is_set(cancel),
-            description=description,
-        )  # fmt: skip
+        run = dict(eval_data=eval_data, config={**fixed, **_config_part(params)}, description=description,
+                   args=dataclasses.replace(trial_args, **_args_part(params),
+                                            time_budget=None if left is None else max(left, 1e-3)))  # fmt: skip
+        trial, result = _run_trial(number, handle, data, run, callbacks, cancel)
         warnings += [w for w in [*result.warnings, *_few_texts(result)] if w not in warnings]
-        trial = _finish_trial(number, result, pruned.is_set(), time.perf_counter() - began)
         if trial.state == "complete":
             study.tell(handle, trial.value)
         else:
@@ -242,6 +234,30 @@ class _Space:
         if self.epochs:
             p["epochs"] = trial.suggest_int("epochs", *self.epochs)
         return p
+
+
+def _checked(n_trials: int, args: TrainingArguments, eval_data: Dataset | None) -> TrainingArguments:
+    """``args``, when a search can run with them (else a ConfigError that says why)."""
+    if n_trials < 1:
+        raise ConfigError(f"a search needs at least one trial, not {n_trials}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # The pruner hears evaluations on the main process only: the processes would disagree on the next trial
+        raise ConfigError("a search runs in one process: start it without accelerate launch")
+    if args.resume:
+        raise ConfigError("a search cannot resume: every trial starts afresh")
+    if eval_data is None and args.val_split <= 0:
+        raise ConfigError("a search scores trials on validation data: give eval_data or a val_split above 0")
+    return args
+
+
+def _run_trial(number: int, handle, data: Dataset, run: dict, callbacks: Sequence[Callback], cancel):
+    """Train one trial (``train(data, **run)``), its evaluations reported to the pruner through ``handle``; returns
+    the trial and the run's result."""
+    pruned = threading.Event()
+    began = time.perf_counter()
+    result = train(data, **run, callbacks=[*callbacks, _Report(handle, pruned)],
+                   cancel=lambda: pruned.is_set() or _is_set(cancel))  # fmt: skip
+    return _finish_trial(number, result, pruned.is_set(), time.perf_counter() - began), result
 
 
 def _config_part(params: dict) -> dict:
