@@ -62,8 +62,11 @@ def align_labels(data: Dataset, model: PromptClassifier) -> Dataset:
 
 
 @torch.inference_mode()
-def predict_logits(clf: PromptClassifier, examples: list, batch_size: int, accelerator=None) -> torch.Tensor:
-    """Logits ``[N, num_labels]`` on the CPU, in input order; with several processes each scores every n-th batch."""
+def predict_logits(
+    clf: PromptClassifier, examples: list, batch_size: int, accelerator=None, lower: list | None = None
+) -> torch.Tensor:
+    """Logits ``[N, num_labels]`` on the CPU, in input order; with several processes each scores every n-th batch.
+    ``lower`` (an adapter with a start layer): each example's kept lower-layer states, or None (computed here)."""
     clf.eval()
     batches = length_grouped_batches([len(e.input_ids) for e in examples], batch_size)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
@@ -73,7 +76,10 @@ def predict_logits(clf: PromptClassifier, examples: list, batch_size: int, accel
     filled = 0
     for b in batches[rank::world]:
         index[filled : filled + len(b)] = torch.tensor(b, device=clf.device)
-        out[filled : filled + len(b)] = clf(**clf.collate([examples[i] for i in b]))
+        inputs = clf.collate([examples[i] for i in b])
+        if lower is not None:
+            inputs["start_states"] = clf.start_states([examples[i] for i in b], [lower[i] for i in b])
+        out[filled : filled + len(b)] = clf(**inputs)
         filled += len(b)
     if world > 1:
         index, out = accelerator.gather_for_metrics((index, out))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -161,6 +161,15 @@ class PromptClassifier(nn.Module):
                 out.append((states[-n:] if left else states[:n]).clone())
         return out
 
+    def start_states(self, examples: Sequence, kept: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """``pad_states`` of ``examples``' lower-layer states: ``kept[i]`` where there is one, else computed now."""
+        states = list(kept)
+        missing = [i for i, s in enumerate(states) if s is None]
+        if missing:
+            for i, s in zip(missing, self.lower_states([examples[i] for i in missing])):
+                states[i] = s
+        return self.pad_states(states)
+
     def pad_states(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
         """``lower_states`` of a batch's examples as one ``[B, L, H]`` tensor, padded on the side ``collate`` pads."""
         length = max(s.shape[0] for s in states)
@@ -238,6 +247,41 @@ class PromptClassifier(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
+# What an adapter started from another one's prompt takes of it (``start_from``): the settings that shape the prompt
+PROMPT_SHAPE = ("method", "num_virtual_tokens", "encoder_type", "encoder_hidden_size", "start_layer", "bias_offsets")
+
+
+def start_from(clf: PromptClassifier, source: PromptClassifier) -> bool:
+    """Start ``clf``'s prompt (its table or encoder, deep tables, bias offsets) at ``source``'s, and its head too when
+    both classify into the same labels the same way; returns whether the head was taken. A ConfigError when the two
+    do not share a base model and the settings that shape a prompt (``PROMPT_SHAPE``).
+
+    Prompt transfer (SPoT, Vu et al. 2022): a prompt trained on a related task is a better start on little data.
+    """
+    if source.backbone is not clf.backbone:
+        raise ConfigError(f"the adapter to start from was trained on {source.config.base_model!r}; this run trains on "
+                          f"{clf.config.base_model!r}: choose one on the same base model")  # fmt: skip
+    differ = [k for k in PROMPT_SHAPE if getattr(source.config, k) != getattr(clf.config, k)]
+    if differ:
+        theirs = ", ".join(f"{k} {getattr(source.config, k)!r}" for k in differ)
+        raise ConfigError(f"the adapter to start from has {theirs}: leave those settings at its values to start from it")
+    with torch.no_grad():
+        if isinstance(clf.prompt, PromptEncoder) and not isinstance(source.prompt, PromptEncoder):
+            # a p-tuning adapter without its encoder (PEFT drops it): the new encoder's residual starts at zero, so the
+            # prompt starts at the source's vectors all the same
+            clf.prompt.embedding.weight.copy_(source.prompt_vectors())
+        else:
+            clf.prompt.load_state_dict(source.prompt.state_dict())
+        for mine, theirs in ((clf.deep, source.deep), (clf.offsets, source.offsets)):
+            if mine is not None:
+                mine.load_state_dict(theirs.state_dict())
+        same_head = (source.config.labels, source.config.task, source.config.pooling) == (
+            clf.config.labels, clf.config.task, clf.config.pooling)  # fmt: skip
+        if same_head:
+            clf.head.load_state_dict(source.head.state_dict())
+    return same_head
+
+
 def _opt_list(x: Sequence[str] | None) -> list[str] | None:
     return None if x is None else list(x)
 
@@ -281,32 +325,8 @@ def forward_mixed(
     view = backbone.with_head(_stacked_head([a.head for a in model_pooled])) if model_pooled else backbone.model
     own_pooled = len(model_pooled) < len(adapters)
 
-    has_deep = [a.deep is not None and a.placement.num_prompt > 0 for a in adapters]  # no vectors: nothing to set
-    token = None
-    if any(has_deep):
-        like = next(a.deep() for a, d in zip(adapters, has_deep) if d)
-        tables = _stack_padded([a.deep() if d else None for a, d in zip(adapters, has_deep)], like=like)
-        is_deep = torch.tensor(has_deep, device=slots.device)
-        token = deep_prompts.set((tables, rows, torch.where(is_deep[rows][:, None], slots, -1)))
-    shifted = None
-    if any(a.offsets is not None for a in adapters):
-        tables = [a.offsets() if a.offsets is not None else None for a in adapters]
-        shifted = bias_offsets.set((stacked_offsets(tables), rows, tuple(ids.shape)))
-    started = None
-    if start_states is not None:
-        if len(adapters) != 1 or not adapters[0].config.start_layer:
-            raise ConfigError("start_states are for one adapter with a start_layer above 0")
-        started = start_at.set((adapters[0].config.start_layer, start_states.to(embeds.dtype)))
-    try:
-        with _autocast(backbone.device):
-            out = view(**kwargs, output_hidden_states=own_pooled)
-    finally:
-        if token is not None:
-            deep_prompts.reset(token)
-        if started is not None:
-            start_at.reset(started)
-        if shifted is not None:
-            bias_offsets.reset(shifted)
+    with _per_row(adapters, rows, slots, start_states), _autocast(backbone.device):
+        out = view(**kwargs, output_hidden_states=own_pooled)
 
     width = max(a.config.num_labels for a in adapters)
     if len(adapters) == 1:
@@ -323,6 +343,32 @@ def forward_mixed(
             part = _own_logits(a, out.hidden_states[-1][sel], mask[sel], slots[sel])
         logits[sel, :n] = part
     return logits
+
+
+@contextmanager
+def _per_row(adapters: Sequence[PromptClassifier], rows: torch.Tensor, slots: torch.Tensor, start_states):
+    """What the backbone's hooks read during one pass (``backbones``): each row's deep tables and bias offsets, and
+    the layer the pass starts at; reset afterwards, whatever happens."""
+    has_deep = [a.deep is not None and a.placement.num_prompt > 0 for a in adapters]  # no vectors: nothing to set
+    tokens = []
+    try:
+        if any(has_deep):
+            like = next(a.deep() for a, d in zip(adapters, has_deep) if d)
+            tables = _stack_padded([a.deep() if d else None for a, d in zip(adapters, has_deep)], like=like)
+            is_deep = torch.tensor(has_deep, device=slots.device)
+            tokens.append((deep_prompts, deep_prompts.set((tables, rows, torch.where(is_deep[rows][:, None], slots,
+                                                                                     -1)))))  # fmt: skip
+        if any(a.offsets is not None for a in adapters):
+            offsets = stacked_offsets([a.offsets() if a.offsets is not None else None for a in adapters])
+            tokens.append((bias_offsets, bias_offsets.set((offsets, rows, tuple(slots.shape)))))
+        if start_states is not None:
+            if len(adapters) != 1 or not adapters[0].config.start_layer:
+                raise ConfigError("start_states are for one adapter with a start_layer above 0")
+            tokens.append((start_at, start_at.set((adapters[0].config.start_layer, start_states))))
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 def _own_logits(adapter: PromptClassifier, hidden: torch.Tensor, mask: torch.Tensor, slots: torch.Tensor):

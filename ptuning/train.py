@@ -55,7 +55,7 @@ from .errors import ConfigError
 from .estimate import calibrate
 from .evaluation import align_labels, evaluate, predict_logits, score_logits, task_loss
 from .metrics import primary_metric
-from .model import PromptClassifier
+from .model import PROMPT_SHAPE, PromptClassifier, start_from
 from .plan import Plan, Workload, lr_schedule, make_plan
 from .seeding import dropout_from, run_generator
 from .training_args import (
@@ -65,7 +65,6 @@ from .training_args import (
     MIN_SELECTION_EXAMPLES,
     PATIENCE,
     PROMPT_LR,
-    SHORT_RUN_EVALUATIONS,
     STEP_BUDGET,
     TrainingArguments,
     auto_epochs,
@@ -206,11 +205,14 @@ def train(
     out_dir: str | Path | None = None,
     init_adapter: str | Path | None = None,
     description: str | None = None,
+    init_from: str | Path | PromptClassifier | None = None,
 ) -> TrainResult:
     """Train a prompt adapter on ``data``; returns the adapter with its best validation weights.
 
     The adapter is ``model`` (trained in place), or loaded from ``init_adapter`` (a saved adapter, to train
-    further), or built from ``config`` (labels and task come from the data). Without ``eval_data``,
+    further), or built from ``config`` (labels and task come from the data); ``init_from`` (an adapter, its
+    directory or Hub repo id) starts a new one's prompt at that adapter's (``model.start_from``: same base model and
+    prompt shape; its head too when the labels are the same). Without ``eval_data``,
     ``args.val_split`` of the data is held out. ``cancel`` (an Event or a function) stops the run between two steps.
     ``out_dir`` receives the adapter files; ``description`` (of the data) goes into the model card.
 
@@ -224,14 +226,14 @@ def train(
     accelerator, device = _accelerator(args.device, model)
     # The run's own generator, never the process's: runs at once in one process each give their seed's adapter
     generator = run_generator(args.seed)
-    clf, fresh = _build_adapter(data, model, config, init_adapter, device, generator)
+    clf, fresh = _build_adapter(data, model, config, init_adapter, device, generator, init_from)
     run_data = _run_data(data, eval_data, clf, args)
     if fresh and clf.config.task == "regression":
         _start_head_at(clf, float(np.mean(run_data.train.labels)))
     deadline = started + args.time_budget if args.time_budget else None
     plan, run_data = plan_run(clf, run_data, args, accelerator.num_processes, deadline)
     if clf.config.start_layer:
-        run_data = dataclasses.replace(run_data, lower=lower_states(clf, run_data.train_examples))
+        run_data = with_lower_states(clf, run_data)
     trainer = Trainer(
         clf, run_data, plan, args, accelerator=accelerator, callbacks=callbacks, cancel=cancel, deadline=deadline,
         generator=generator,
@@ -290,6 +292,18 @@ def plan_run(
     return plan, data
 
 
+def with_lower_states(clf: PromptClassifier, data: RunData) -> RunData:
+    """``data`` with the lower-layer states of its training examples kept, then of its validation examples, within
+    LOWER_STATES_BYTES in all."""
+    train = lower_states(clf, data.train_examples, LOWER_STATES_BYTES)
+    if data.val_examples is None:
+        return dataclasses.replace(data, lower=train)
+    element = torch.finfo(clf.backbone.model.dtype).bits // 8
+    used = sum(s.shape[0] for s in train if s is not None) * clf.backbone.hidden_size * element
+    val = lower_states(clf, data.val_examples, max(0, LOWER_STATES_BYTES - used))
+    return dataclasses.replace(data, lower=train, val_lower=val)
+
+
 def lower_states(clf: PromptClassifier, examples: Sequence, max_bytes: int = LOWER_STATES_BYTES) -> list:
     """What the frozen layers below ``clf``'s start layer make of each training example, computed once for the run:
     the longest examples first while they fit into ``max_bytes``, None for the rest (their steps compute them)."""
@@ -327,9 +341,10 @@ class RunData:
     val_targets: torch.Tensor | None  # on the CPU, beside the logits gathered from every process
     warnings: list[str]  # about the data: duplicates, a fallback split, truncated texts...
     val_sample: list[int] | None = None  # the validation examples evaluations read during training (None: all)
-    # per training example, what the layers below the adapter's start_layer make of it (None: not kept, computed in
-    # the step that needs it); None altogether when the adapter starts at layer 0
+    # per training (and validation) example, what the layers below the adapter's start_layer make of it (None: not
+    # kept, computed in the step that needs it); None altogether when the adapter starts at layer 0
     lower: list | None = None
+    val_lower: list | None = None
 
     def validation(self, full: bool = False) -> tuple[list, torch.Tensor, list]:
         """``(examples, targets, labels)`` an evaluation reads: the sample during training, all when ``full``."""
@@ -388,7 +403,7 @@ class Trainer:
 
     The trainer runs the plan it is given and never changes it. The whole state of the run is made here, in order: the
     optimizer and scheduler, the progress; then, with ``args.resume``, the checkpoint overwrites what it saved. ``run()`` repeats ``train_step`` (and
-    ``evaluate`` / ``save_checkpoint``) until the plan is done, the run is cancelled or stops early, then
+    ``evaluate`` / ``write_checkpoint``) until the plan is done, the run is cancelled or stops early, then
     ``finish``es. Dropout masks come from ``generator`` (the one the adapter was drawn from; default: a new one
     seeded with ``args.seed``), never from the process-wide generator.
     """
@@ -419,7 +434,7 @@ class Trainer:
         self.clock = _Clock()
         self.last_eval_s: float | None = None
         if args.resume:
-            self.resume()
+            resume_run(self)
         self.state.learning_rate = self.scheduler.get_last_lr()[0]
         # The adapter is prepared, not the backbone: under DDP only the adapter's parameters are synchronised. Steps
         # go through the wrapped pair; checkpoints read the optimizer itself.
@@ -444,7 +459,7 @@ class Trainer:
                 if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
                     self.evaluate()
                     state.stopped_early = bool(self.patience) and self.record.since_best >= self.patience
-                    self.save_checkpoint()
+                    write_checkpoint(self)
                     saved_step = state.step
                     if state.stopped_early:
                         break
@@ -452,9 +467,9 @@ class Trainer:
                     break
         if state.budget_reached and saved_step != state.step:
             self.evaluate()  # the steps since the last evaluation count: the best adapter may be the last one
-            self.save_checkpoint()
+            write_checkpoint(self)
         elif state.cancelled and saved_step != state.step:
-            self.save_checkpoint()  # resuming continues from this very step
+            write_checkpoint(self)  # resuming continues from this very step
         return self.finish(out_dir, description)
 
     def out_of_time(self) -> bool:
@@ -541,11 +556,7 @@ class Trainer:
         examples = [self.data.train_examples[i] for i in batch]
         inputs = self.clf.collate(examples)
         if self.data.lower is not None:
-            states = [self.data.lower[i] for i in batch]
-            missing = [j for j, s in enumerate(states) if s is None]
-            for j, s in zip(missing, self.clf.lower_states([examples[j] for j in missing]) if missing else []):
-                states[j] = s
-            inputs["start_states"] = self.clf.pad_states(states)
+            inputs["start_states"] = self.clf.start_states(examples, [self.data.lower[i] for i in batch])
         return inputs
 
     def evaluate(self) -> None:
@@ -586,7 +597,10 @@ class Trainer:
     def score(self, full: bool) -> tuple[float, dict]:
         """``(loss, metrics)`` of the adapter as it stands on the validation sample, or on all of it."""
         examples, targets, labels = self.data.validation(full)
-        logits = predict_logits(self.clf, examples, self.plan.eval_batch_size, self.accelerator)
+        lower = self.data.val_lower
+        if lower is not None and not full and self.data.val_sample is not None:
+            lower = [lower[i] for i in self.data.val_sample]
+        logits = predict_logits(self.clf, examples, self.plan.eval_batch_size, self.accelerator, lower)
         return float(task_loss(logits, targets, self.clf.config.task)), score_logits(self.clf, labels, logits)
 
     def trigger(self, hook: str, *args) -> None:
@@ -596,61 +610,6 @@ class Trainer:
                 fn = getattr(cb, hook, None)
                 if fn is not None:
                     fn(*args)
-
-    # ------------------------------------------------------------------------------------------ checkpoints
-    def identity(self) -> dict:
-        """What a resumed run must share with the run it continues (``checkpoints.load_checkpoint`` checks it)."""
-        return {
-            "args": comparable_args(self.args),
-            "config": self.clf.config.to_dict(),
-            "data_fingerprint": data_fingerprint(self.data.train, self.data.val),
-            "resolved": self.plan.resolved(),
-        }
-
-    def save_checkpoint(self) -> None:
-        """Write the run as it stands to ``args.checkpoint_dir`` (nothing without one)."""
-        if self.args.checkpoint_dir is None:
-            return
-        if self.accelerator.is_main_process:
-            state, record = self.state, self.record
-            trainer = {
-                **self.identity(),
-                **{k: getattr(state, k) for k in _SAVED_STATE},
-                "seed": self.args.seed,
-                "finished": state.step >= self.plan.total_steps or state.stopped_early,
-                "best_loss": record.best_loss if math.isfinite(record.best_loss) else None,
-                "since_best": record.since_best,
-                "loss_sum": record.loss_sum,
-                "loss_count": record.loss_count,
-                "scheduler": self.scheduler.state_dict(),
-            }
-            save_checkpoint(
-                Path(self.args.checkpoint_dir), model=self.clf, optimizer=self.optimizer.state_dict(), trainer=trainer,
-                rng=rng_state(self.generator),
-            )  # fmt: skip
-        self.accelerator.wait_for_everyone()
-
-    def resume(self) -> None:
-        """Continue the run saved in ``args.checkpoint_dir``: its weights, optimizer, scheduler, progress and RNG."""
-        if self.args.checkpoint_dir is None:
-            raise ConfigError("resume needs checkpoint_dir: the folder the run saved its checkpoints in")
-        directory = Path(self.args.checkpoint_dir)
-        saved = load_checkpoint(directory, self.identity(), self.clf.device)
-        try:
-            self.clf.load_state_dict(saved.model.state_dict())
-            if saved.best is not None:
-                self.record.best_weights = _copy_weights(saved.best)
-            self.optimizer.load_state_dict(saved.optimizer)
-            self.scheduler.load_state_dict(saved.trainer["scheduler"])
-            for key in _SAVED_STATE:
-                setattr(self.state, key, saved.trainer[key])
-            best_loss = saved.trainer["best_loss"]
-            self.record.best_loss = best_loss if best_loss is not None else math.inf
-            self.record.since_best = saved.trainer["since_best"]
-            self.record.loss_sum, self.record.loss_count = saved.trainer["loss_sum"], saved.trainer["loss_count"]
-            restore_rng(saved.rng, self.generator)
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # fields of the wrong shape
-            raise damaged(directory, error) from None
 
     # ------------------------------------------------------------------------------------------ the result
     def finish(self, out_dir: str | Path | None, description: str | None) -> TrainResult:
@@ -668,7 +627,7 @@ class Trainer:
         metrics = {k: v for k, v in best.items() if k not in _HISTORY_KEYS} if best else {}
         if best and self.data.val_sample is not None:  # chosen on the sample; what it scores is measured on all
             _, metrics = self.score(full=True)
-        clf.info = self.info(metrics, description)
+        clf.info = run_info(self, metrics, description)
         saved = None
         if out_dir is not None:
             if self.accelerator.is_main_process:
@@ -677,42 +636,101 @@ class Trainer:
             saved = Path(out_dir)
         return TrainResult(clf, metrics, state, saved, self.data.warnings)
 
-    def info(self, metrics: dict, description: str | None) -> dict:
-        """What the adapter's files (and model card) record of this run."""
-        state, plan, args = self.state, self.plan, self.args
-        info = {
-            "metrics": metrics,
-            "training": {
-                "epochs": plan.epochs,
-                "steps": state.step,
-                "total_steps": plan.total_steps,
-                "learning_rate": plan.lr,
-                "head_learning_rate": plan.head_lr,
-                **({"bias_learning_rate": plan.bias_lr} if self.clf.offsets is not None else {}),
-                "batch_size": args.batch_size,
-                "warmup_ratio": args.warmup_ratio,
-                "weight_decay": args.weight_decay,
-                "max_grad_norm": args.max_grad_norm,
-                "max_length": plan.max_length,
-                "seed": args.seed,
-                "patience": self.patience,
-                "kept": state.kept,
-                "best_step": state.best_step,
-                "stopped_early": state.stopped_early,
-                "cancelled": state.cancelled,
-                "n_train": len(self.data.train),
-                "n_val": len(self.data.val) if self.data.val is not None else 0,
-                "n_val_sample": len(self.data.val_sample) if self.data.val_sample is not None else None,
-                "processes": plan.processes,
-                "seconds": round(state.elapsed_s, 1),  # the steps and evaluations, as the estimate counts them
-                "estimated_seconds": None if state.estimated_s is None else round(state.estimated_s, 1),
-                "budget_reached": state.budget_reached,
-            },
-            "label_distribution": label_distribution(self.data.full),
+
+# --------------------------------------------------------------------------------------------- checkpoints, the record
+def run_identity(t: Trainer) -> dict:
+    """What a resumed run must share with the run it continues (``checkpoints.load_checkpoint`` checks it)."""
+    return {
+        "args": comparable_args(t.args),
+        "config": t.clf.config.to_dict(),
+        "data_fingerprint": data_fingerprint(t.data.train, t.data.val),
+        "resolved": t.plan.resolved(),
+    }
+
+
+def write_checkpoint(t: Trainer) -> None:
+    """Write the run as it stands to ``args.checkpoint_dir`` (nothing without one)."""
+    if t.args.checkpoint_dir is None:
+        return
+    if t.accelerator.is_main_process:
+        state, record = t.state, t.record
+        trainer = {
+            **run_identity(t),
+            **{k: getattr(state, k) for k in _SAVED_STATE},
+            "seed": t.args.seed,
+            "finished": state.step >= t.plan.total_steps or state.stopped_early,
+            "best_loss": record.best_loss if math.isfinite(record.best_loss) else None,
+            "since_best": record.since_best,
+            "loss_sum": record.loss_sum,
+            "loss_count": record.loss_count,
+            "scheduler": t.scheduler.state_dict(),
         }
-        if description:
-            info["dataset_description"] = description
-        return info
+        save_checkpoint(
+            Path(t.args.checkpoint_dir), model=t.clf, optimizer=t.optimizer.state_dict(), trainer=trainer,
+            rng=rng_state(t.generator),
+        )  # fmt: skip
+    t.accelerator.wait_for_everyone()
+
+
+def resume_run(t: Trainer) -> None:
+    """Continue the run saved in ``args.checkpoint_dir``: its weights, optimizer, scheduler, progress and RNG."""
+    if t.args.checkpoint_dir is None:
+        raise ConfigError("resume needs checkpoint_dir: the folder the run saved its checkpoints in")
+    directory = Path(t.args.checkpoint_dir)
+    saved = load_checkpoint(directory, run_identity(t), t.clf.device)
+    try:
+        t.clf.load_state_dict(saved.model.state_dict())
+        if saved.best is not None:
+            t.record.best_weights = _copy_weights(saved.best)
+        t.optimizer.load_state_dict(saved.optimizer)
+        t.scheduler.load_state_dict(saved.trainer["scheduler"])
+        for key in _SAVED_STATE:
+            setattr(t.state, key, saved.trainer[key])
+        best_loss = saved.trainer["best_loss"]
+        t.record.best_loss = best_loss if best_loss is not None else math.inf
+        t.record.since_best = saved.trainer["since_best"]
+        t.record.loss_sum, t.record.loss_count = saved.trainer["loss_sum"], saved.trainer["loss_count"]
+        restore_rng(saved.rng, t.generator)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # fields of the wrong shape
+        raise damaged(directory, error) from None
+
+
+def run_info(t: Trainer, metrics: dict, description: str | None) -> dict:
+    """What the adapter's files (and model card) record of this run."""
+    state, plan, args = t.state, t.plan, t.args
+    info = {
+        "metrics": metrics,
+        "training": {
+            "epochs": plan.epochs,
+            "steps": state.step,
+            "total_steps": plan.total_steps,
+            "learning_rate": plan.lr,
+            "head_learning_rate": plan.head_lr,
+            **({"bias_learning_rate": plan.bias_lr} if t.clf.offsets is not None else {}),
+            "batch_size": args.batch_size,
+            "warmup_ratio": args.warmup_ratio,
+            "weight_decay": args.weight_decay,
+            "max_grad_norm": args.max_grad_norm,
+            "max_length": plan.max_length,
+            "seed": args.seed,
+            "patience": t.patience,
+            "kept": state.kept,
+            "best_step": state.best_step,
+            "stopped_early": state.stopped_early,
+            "cancelled": state.cancelled,
+            "n_train": len(t.data.train),
+            "n_val": len(t.data.val) if t.data.val is not None else 0,
+            "n_val_sample": len(t.data.val_sample) if t.data.val_sample is not None else None,
+            "processes": plan.processes,
+            "seconds": round(state.elapsed_s, 1),  # the steps and evaluations, as the estimate counts them
+            "estimated_seconds": None if state.estimated_s is None else round(state.estimated_s, 1),
+            "budget_reached": state.budget_reached,
+        },
+        "label_distribution": label_distribution(t.data.full),
+    }
+    if description:
+        info["dataset_description"] = description
+    return info
 
 
 # --------------------------------------------------------------------------------------------- preparing a run
@@ -737,10 +755,13 @@ def _accelerator(device: str | None, model: PromptClassifier | None):
     return accelerator, (accelerator.device if accelerator.num_processes > 1 else chosen)
 
 
-def _build_adapter(data, model, config, init_adapter, device, generator) -> tuple[PromptClassifier, bool]:
-    """The adapter to train and whether it is new (not already trained)."""
+def _build_adapter(data, model, config, init_adapter, device, generator, init_from=None):
+    """``(the adapter to train, whether its head is new)``: ``model``, or one loaded from ``init_adapter``, or one
+    built from ``config`` (labels and task from the data), its prompt started at ``init_from``'s when given."""
     if sum(x is not None for x in (model, init_adapter, config)) > 1:
         raise ConfigError("give at most one of model, init_adapter and config")
+    if init_from is not None and (model is not None or init_adapter is not None):
+        raise ConfigError("init_from starts a new adapter: give config (or nothing), not model or init_adapter")
     if model is not None:
         return model, False
     if init_adapter is not None:
@@ -748,9 +769,18 @@ def _build_adapter(data, model, config, init_adapter, device, generator) -> tupl
     if isinstance(config, PromptConfig):
         config = config.to_dict()
     options = dict(config or {})
+    source = None
+    if init_from is not None:
+        source = init_from if isinstance(init_from, PromptClassifier) else PromptClassifier.from_pretrained(
+            init_from, include_resume=True, device=device)  # fmt: skip
+        # what shapes the prompt is the source's unless given; the base model is the source's unless given
+        taken = {k: getattr(source.config, k) for k in (*PROMPT_SHAPE, "base_model")}
+        options = {**{k: getattr(v, "value", v) for k, v in taken.items()}, **options}
     options["labels"] = list(data.label_names or []) if data.task == "classification" else []
     options["task"] = data.task
-    return PromptClassifier(config=PromptConfig.from_dict(options), device=device, generator=generator), True
+    clf = PromptClassifier(config=PromptConfig.from_dict(options), device=device, generator=generator)
+    head_taken = source is not None and start_from(clf, source)
+    return clf, not head_taken
 
 
 def _run_data(data: Dataset, eval_data: Dataset | None, clf: PromptClassifier, args: TrainingArguments) -> RunData:

@@ -12,14 +12,10 @@ import torch
 from ptuning.config import PromptConfig
 from ptuning.errors import ConfigError
 from ptuning.model import PromptClassifier, predict_mixed
-from ptuning.train import Callback, TrainingArguments, train
+from ptuning.train import Callback, train
+from tests.helpers import fast
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def fast(**overrides) -> TrainingArguments:
-    options = dict(epochs=3, batch_size=16, lr=0.1, head_lr=0.05, patience=0, val_split=0.25, seed=0)
-    return TrainingArguments(**{**options, **overrides})
 
 
 def late(tiny, family: str = "bert", **options) -> dict:
