@@ -49,6 +49,7 @@ from ptuning.adapter_files import adapter_base_model, pack_adapter_zip, unpack_a
 from ptuning.hub import download_adapter
 from ptuning.hub_search import search_adapters
 from ptuning.jobs import TrainingJob
+from ptuning.model import PROMPT_SHAPE
 from ptuning.markdown import code_span, md
 from ptuning.metrics import METRIC_NAMES, summary_metrics
 from ptuning.model_card import public_app_url
@@ -58,6 +59,7 @@ from ptuning.serving.engine import ServingConfig
 from ptuning.serving.pool import EnginePool
 from ptuning.estimate import duration
 from ptuning.interpret import markdown_table
+from ptuning.report import outcome, plan_line
 from ptuning.train import TrainingArguments, plan_training
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -346,6 +348,7 @@ class TrainForm:
     search_trials: int | None = 10
     start_layer: int | None = PROMPT_DEFAULTS["start_layer"]
     bias_offsets: bool = PROMPT_DEFAULTS["bias_offsets"]
+    start_from_loaded: bool = False  # start the prompt from the adapter loaded on Classify (``train(init_from=...)``)
 
     def config(self, base_model: str) -> dict:
         """The PromptConfig options (labels and task come from the data); ``base_model`` is one the operator allows
@@ -382,44 +385,52 @@ class TrainForm:
 FORM_FIELDS = [f.name for f in dataclasses.fields(TrainForm)]
 
 
-def with_form(fn):
-    """``fn(data, form, **rest)`` as a Gradio handler of ``(data, *the form's widgets)``: its parameters are the
-    form's fields by name, each with the widget's default (what ``gradio_client`` and the API page show), then
-    ``fn``'s own keyword parameters (``request``, and those ``bind`` fills in)."""
+def with_form(fn, leading: tuple[str, ...] = ("data",)):
+    """``fn(*leading, form, **rest)`` as a Gradio handler of ``(*leading states, *the form's widgets)``: its
+    parameters are the leading states, then the form's fields by name, each with the widget's default (what
+    ``gradio_client`` and the API page show), then ``fn``'s own keyword parameters (``request``, and those ``bind``
+    fills in)."""
+    n, m = len(leading), len(FORM_FIELDS)
 
     def read(args, kwargs):
-        named = dict(zip(FORM_FIELDS, args[1:]))
+        # Gradio passes what it injects (a gr.Request) by position after the inputs: it goes on to ``fn``
+        named = dict(zip(FORM_FIELDS, args[n : n + m]))
         named.update({k: kwargs.pop(k) for k in FORM_FIELDS if k in kwargs})
-        data = args[0] if args else kwargs.pop("data")
-        return data, TrainForm(**named), kwargs
+        first = [args[i] if i < len(args) else kwargs.pop(name) for i, name in enumerate(leading)]
+        return first, TrainForm(**named), args[n + m :], kwargs
 
     if inspect.isgeneratorfunction(fn):
 
         def handler(*args, **kwargs):
-            data, form, rest = read(args, kwargs)
-            yield from fn(data, form, **rest)
+            first, form, more, rest = read(args, kwargs)
+            yield from fn(*first, form, *more, **rest)
     else:
 
         def handler(*args, **kwargs):
-            data, form, rest = read(args, kwargs)
-            return fn(data, form, **rest)
+            first, form, more, rest = read(args, kwargs)
+            return fn(*first, form, *more, **rest)
 
     functools.update_wrapper(handler, fn)
-    own = [p for name, p in inspect.signature(fn).parameters.items() if name not in ("data", "form")]
+    own = [p for name, p in inspect.signature(fn).parameters.items() if name not in (*leading, "form")]
     fields = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
                                 annotation=f.type) for f in dataclasses.fields(TrainForm)]  # fmt: skip
-    data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    handler.__signature__ = inspect.Signature([data, *fields, *own])
+    states = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in leading]
+    handler.__signature__ = inspect.Signature([*states, *fields, *own])
     return handler
 
 
-def run_training(data, form: TrainForm, request: gr.Request = None, *, settings: AppSettings, jobs: SessionJobs):
+def run_training(data, loaded, form: TrainForm, request: gr.Request = None, *, settings: AppSettings,
+                 jobs: SessionJobs):  # fmt: skip
     """Train an adapter on the loaded data; yields TrainView updates: progress, then the metrics and the adapter zip.
 
     Only a base model the operator allows, within the operator's limits; the run is this session's, so closing the
-    page cancels it."""
+    page cancels it. With ``form.start_from_loaded`` the prompt starts at the session's adapter (``loaded``: one it
+    trained, or loaded from the Hub or a zip through their checks)."""
     if data is None:
         raise refuse("No usable data: load a table on the Data tab first (and fix the problems it lists).")
+    if form.start_from_loaded and loaded is None:
+        raise refuse("No adapter to start from: load one on the Browse or Classify tab, or uncheck “Start from the "
+                     "loaded adapter”.")  # fmt: skip
     with user_errors():
         base_model = settings.check_base_model(form.base_model or settings.allowed_base_models[0])
         config = form.config(base_model)
@@ -430,7 +441,13 @@ def run_training(data, form: TrainForm, request: gr.Request = None, *, settings:
     if ZERO_GPU:  # the GPU goes back at the end of the decorated call: the run must end first
         args = dataclasses.replace(args, time_budget=min(args.time_budget, 0.9 * settings.train_gpu_seconds))
     trials = search_size(form.search_settings, form.search_trials, settings)
-    job = TrainingJob(data, config=config, args=args, trials=trials)
+    if form.start_from_loaded and trials:
+        raise refuse("A search trains new adapters from the defaults: uncheck “Start from the loaded adapter” or the "
+                     "search.")  # fmt: skip
+    start = {"init_from": loaded} if form.start_from_loaded else {}
+    if start:  # what shapes the prompt is the loaded adapter's (the base model is checked above)
+        config = {k: v for k, v in config.items() if k not in PROMPT_SHAPE}
+    job = TrainingJob(data, config=config, args=args, trials=trials, **start)
     session = request.session_hash if request is not None else None
     jobs.add(session, job)
     curves = Curves(job)
@@ -497,11 +514,9 @@ def search_text(result) -> str:
         how = f"**Search stopped at the time limit** after {n} trials"
     else:
         how = f"**Search done:** {n} trials"
-    p = best.params
     value = "–" if best.value is None else f"{best.value:.4f}"
     text = (f"{how}. Best: trial {best.number}, validation {result.metric_name} **{value}** with "
-            f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
-            f"{p['epochs']} epochs; its adapter is kept. Try it on the **Classify** tab.")  # fmt: skip
+            f"{best.settings_line()}; its adapter is kept. Try it on the **Classify** tab.")  # fmt: skip
     return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
 
 
@@ -569,25 +584,23 @@ def progress_text(state) -> str:
 
 
 def final_text(result, users_budget: bool = False) -> str:
-    state, model = result.state, result.model
-    kept = "best" if state.kept == "best" else "latest"
-    if state.cancelled:
-        how = f"**Stopped** by you; the {kept} adapter so far is kept"
-    elif state.budget_reached and users_budget:
-        how = f"**Stopped at your time budget**; the {kept} adapter so far is kept"
-    elif state.budget_reached:
-        how = f"**Stopped at this app's time limit** for one run; the {kept} adapter so far is kept"
-    elif state.stopped_early:
-        how = "**Done** (stopped early: validation stopped improving)"
-    else:
-        how = "**Done**"
-    text = f"{how} after {state.step} of {state.total_steps} steps in {duration(state.elapsed_s)}"
-    if state.best_metric is not None and state.kept == "last":
+    """How the run ended and what it kept (``report.outcome``), for the Train tab."""
+    o = outcome(result)
+    how = {
+        "cancelled": f"**Stopped** by you; the {o.kept_words} adapter so far is kept",
+        "time budget": (f"**Stopped at your time budget**; the {o.kept_words} adapter so far is kept" if users_budget
+                        else f"**Stopped at this app's time limit** for one run; the {o.kept_words} adapter so far "
+                        "is kept"),
+        "stopped early": "**Done** (stopped early: validation stopped improving)",
+        "done": "**Done**",
+    }[o.ended]  # fmt: skip
+    text = f"{how} after {o.step} of {o.total_steps} steps in {duration(o.seconds)}"
+    if o.metric is not None and o.kept == "last":
         text += (f". The last adapter is kept (too few validation texts to pick the best by): validation "
-                 f"{state.metric_name} **{state.best_metric:.4f}**")  # fmt: skip
-    elif state.best_metric is not None:
-        text += f". Best validation {state.metric_name}: **{state.best_metric:.4f}** at step {state.best_step}"
-    text += f". {model.num_trainable_parameters():,} trainable parameters; try it on the **Classify** tab."
+                 f"{o.metric_name} **{o.metric:.4f}**")  # fmt: skip
+    elif o.metric is not None:
+        text += f". Best validation {o.metric_name}: **{o.metric:.4f}** at step {o.kept_step}"
+    text += f". {o.trainable:,} trainable parameters; try it on the **Classify** tab."
     return "\n\n".join([text, *(f"**Note:** {md(w)}" for w in result.warnings)])
 
 
@@ -995,8 +1008,9 @@ def train_tab(data_state: gr.State, model_state: gr.State, settings: AppSettings
           [data_state, *widgets], estimate, api_name="estimate", concurrency_limit=1, concurrency_id="estimate",
           show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     training = train_button.click(
-        gpu(bind(with_form(run_training), settings=settings, jobs=jobs), settings.train_gpu_seconds),
-        [data_state, *widgets],
+        gpu(bind(with_form(run_training, ("data", "loaded")), settings=settings, jobs=jobs),
+            settings.train_gpu_seconds),
+        [data_state, model_state, *widgets],
         view.components(), api_name="train", show_progress="minimal", concurrency_limit=settings.train_concurrency,
         concurrency_id="train",
     )  # fmt: skip
@@ -1015,8 +1029,7 @@ def estimate_text(data, form: TrainForm, *, settings: AppSettings) -> str:
         state = plan_training(data, config=config, args=args)
     except (PtuningError, gr.Error):
         return ""  # Train says what is wrong, in one line
-    text = f"**Estimate:** about {duration(state.estimated_s or 0)} of training ({state.total_steps} steps, "
-    text += f"{state.epochs} epochs, texts cut at {state.max_length} tokens) on {device_name()}"
+    text = f"**Estimate:** {plan_line(state)} on {device_name()}"
     if args.time_budget:
         text += f"; it stops at {duration(args.time_budget)} at the latest (your budget or this server's limit)"
     if form.search_settings:
@@ -1073,11 +1086,16 @@ def train_settings(settings: AppSettings) -> list:
                                     minimum=0, info=prompt_help("start_layer"))
             bias_offsets = gr.Checkbox(PROMPT_DEFAULTS["bias_offsets"], label="Bias offsets",
                                        info=prompt_help("bias_offsets"))
+        start_from = gr.Checkbox(False, label="Start from the loaded adapter", elem_id="start-from-loaded",
+                                 info="Start the prompt from the adapter loaded on Classify (one found on Browse, say) "
+                                 "instead of from scratch: same base model, its method and prompt settings; its head "
+                                 "too when the labels are the same. A prompt trained on a related task is a better "
+                                 "start on little data.")
     widgets = dict(base_model=base_model, method=method, prompt_length=prompt_length, placement=placement,
                    epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
                    validation_split=validation_split, pooling=pooling, encoder_type=encoder_type, init_text=init_text,
                    patience=patience, time_budget_minutes=time_budget, search_settings=search, search_trials=trials,
-                   start_layer=start_layer, bias_offsets=bias_offsets)  # fmt: skip
+                   start_layer=start_layer, bias_offsets=bias_offsets, start_from_loaded=start_from)  # fmt: skip
     return [widgets[name] for name in FORM_FIELDS]  # a field without its widget fails here, at build time
 
 

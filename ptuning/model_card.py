@@ -60,6 +60,8 @@ def card_info(clf, directory: Path, repo_id: str | None = None) -> dict:
         "placement": cfg.placement,
         "pooling": cfg.pooling.value,
         "num_virtual_tokens": cfg.num_virtual_tokens,
+        "start_layer": cfg.start_layer,
+        "bias_offsets": cfg.bias_offsets,
         "peft_compatible": clf.peft_incompatible_reason is None,
         "peft_incompatible_reason": clf.peft_incompatible_reason,
         "metrics": info.get("metrics"),
@@ -249,6 +251,10 @@ def _what_it_is(info: dict[str, Any], base: str, task: str) -> list[str]:
         facts.append(("Virtual tokens", str(int(tokens))))
     if placement:
         facts.append(("Placement", md(placement)))
+    if info.get("start_layer"):
+        facts.append(("Trained from layer", f"{int(info['start_layer'])} (the prompts below it stay at their start)"))
+    if info.get("bias_offsets"):
+        facts.append(("Bias offsets", "trained (BitFit-style, per adapter, from the start layer up)"))
     if info.get("trainable_params") is not None:
         facts.append(("Trainable parameters", f"{int(info['trainable_params']):,}"))
     if info.get("adapter_bytes") is not None:

@@ -4,6 +4,7 @@ Training uses a tiny random BERT, so numbers mean nothing; the tests check what 
 """
 
 import dataclasses
+import json
 import zipfile
 from pathlib import Path
 
@@ -88,6 +89,24 @@ def test_bad_placement_is_a_readable_error(client, tiny):
     client.predict(SMS, api_name="/load_example")
     with pytest.raises(AppError, match="placement|template"):
         client.predict(**train_settings(tiny("bert"), placement="[P:x] {text"), api_name="/train")
+
+
+def test_starting_from_the_loaded_adapter_needs_one(client, tiny):
+    client.predict(SMS, api_name="/load_example")
+    with pytest.raises(AppError, match="No adapter to start from"):
+        client.predict(**train_settings(tiny("bert"), start_from_loaded=True), api_name="/train")
+
+
+def test_a_new_adapter_starts_from_the_loaded_ones_prompt(url, tiny):
+    session = Client(url, verbose=False)
+    session.predict(SMS, api_name="/load_example")
+    session.predict(**train_settings(tiny("bert"), epochs=1), api_name="/train")  # the loaded adapter: 4 vectors
+    status, *_, download, _ = session.predict(
+        **train_settings(tiny("bert"), epochs=1, prompt_length=2, start_from_loaded=True), api_name="/train"
+    )  # fmt: skip
+    assert status.startswith("**Done**")
+    saved = json.loads(zipfile.ZipFile(download["value"]).read("ptuning_config.json"))
+    assert saved["config"]["num_virtual_tokens"] == 4  # the prompt's settings are the loaded adapter's
 
 
 def test_training_shows_metrics_confusion_matrix_and_adapter_zip(trained):
@@ -240,10 +259,31 @@ def test_classify_goes_through_the_shared_engine_batching_users_together(tiny):
 
     from app import classify, classify_file  # noqa: F401  (the handlers the Classify tab wires)
 
+    import threading
+
     model = PromptClassifier(tiny("bert"), labels=["ham", "spam"])
+    other = PromptClassifier(tiny("bert"), labels=["no", "yes"], num_virtual_tokens=3)  # another user's adapter
     engines = EnginePool()
-    assert classify("free prize now", model, engines) == model.predict(["free prize now"])[0]["scores"]
-    assert engines.engine_for(model).metrics.registry.get_sample_value("ptuning_texts_total") == 1
+    texts = [f"free prize number {i} now" for i in range(8)]
+    answers: dict = {}
+    go = threading.Barrier(len(texts))
+
+    def user(i: int) -> None:  # eight users at once, half with each adapter
+        mine = model if i % 2 == 0 else other
+        go.wait()
+        answers[i] = (mine, classify(texts[i], mine, engines))
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (mine, scores) in answers.items():
+        assert scores == pytest.approx(mine.predict([texts[i]])[0]["scores"], abs=1e-5)
+    registry = engines.engine_for(model).metrics.registry
+    assert engines.engine_for(other) is engines.engine_for(model)  # one engine for the base both share
+    assert registry.get_sample_value("ptuning_texts_total") == len(texts)
+    assert registry.get_sample_value("ptuning_batch_size_count") < len(texts)  # some users shared a pass
     engines.close()
 
 

@@ -350,6 +350,14 @@ def test_card_body_tells_how_to_use_it():
     assert "4 virtual tokens" in text
 
 
+def test_card_names_a_later_start_layer_and_bias_offsets_only_when_used():
+    plain = make_model_card(CARD_INFO).text
+    late = make_model_card({**CARD_INFO, "method": "deep", "start_layer": 2, "bias_offsets": True}).text
+    assert "Trained from layer" not in plain and "Bias offsets" not in plain
+    assert "| Trained from layer | 2 (the prompts below it stay at their start) |" in late
+    assert "| Bias offsets | trained" in late
+
+
 def test_card_without_results_has_no_model_index():
     card = make_model_card({"base_model": "prajjwal1/bert-tiny"})
 
