@@ -115,6 +115,8 @@ SERVED_ADAPTERS = {
     "prompt-middle": dict(labels=["a", "b", "c"], method="prompt", placement="middle", pooling="model"),
     "ptuning-template": dict(labels=["x", "y"], method="p-tuning", placement="[P:2] {text} [P:1]"),
     "regression": dict(task="regression", method="prompt", placement="end"),
+    # the kinds of issue 22: trained from layer 1, with bias offsets (random, so that they change the answers)
+    "late-offsets": dict(labels=["lo", "hi"], method="deep", start_layer=1, bias_offsets=True),
 }
 
 
@@ -128,5 +130,10 @@ def served(tiny, tmp_path_factory):
     dirs = {}
     for i, (name, options) in enumerate(SERVED_ADAPTERS.items()):
         torch.manual_seed(i)
-        dirs[name] = str(PromptClassifier(base, **options).save_pretrained(root / name))
+        clf = PromptClassifier(base, **options)
+        if clf.offsets is not None:
+            with torch.no_grad():
+                for v in clf.offsets.values:
+                    v.normal_(0, 0.5)
+        dirs[name] = str(clf.save_pretrained(root / name))
     return base, dirs

@@ -4,6 +4,7 @@ plain functions (weights, a CSV file, fast training arguments) are imported from
 from __future__ import annotations
 
 import random
+import threading
 
 import torch
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ptuning.data import Dataset
 from ptuning.model import PromptClassifier
+from ptuning.train import Callback
 from ptuning.training_args import TrainingArguments
 
 # Of very different lengths, so that a batch of them is mostly padding
@@ -91,3 +93,14 @@ def write_csv(path: Path, rows: Iterable[tuple[str, str]], header: tuple[str, st
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+class CancelAt(Callback):
+    """Sets ``event`` (a run's cancel) when the run has taken ``step`` steps."""
+
+    def __init__(self, step: int, event: threading.Event):
+        self.step, self.event = step, event
+
+    def on_step_end(self, state):
+        if state.step == self.step:
+            self.event.set()

@@ -12,8 +12,8 @@ import torch
 from ptuning.config import PromptConfig
 from ptuning.errors import ConfigError
 from ptuning.model import PromptClassifier, predict_mixed
-from ptuning.train import Callback, train
-from tests.helpers import fast
+from ptuning.train import train
+from tests.helpers import CancelAt, fast
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -104,15 +104,6 @@ def test_a_late_adapter_mixes_with_others_in_one_batch(tiny, texts, make):
     alone = [late_one.predict([t])[0] if r == 0 else other.predict([t])[0] for t, r in zip(texts * 2, rows)]
     for m, a in zip(mixed, alone):
         assert m["label"] == a["label"] and m["score"] == pytest.approx(a["score"], abs=1e-5)
-
-
-class CancelAt(Callback):
-    def __init__(self, step: int, event: threading.Event):
-        self.step, self.event = step, event
-
-    def on_step_end(self, state):
-        if state.step == self.step:
-            self.event.set()
 
 
 def test_cancel_then_resume_gives_the_same_adapter_as_one_run(tiny, tmp_path, sentiment):

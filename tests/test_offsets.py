@@ -14,7 +14,8 @@ from ptuning.config import PromptConfig
 from ptuning.errors import AdapterError
 from ptuning.model import PromptClassifier, predict_mixed
 from ptuning.offsets import offset_targets
-from ptuning.train import Callback, TrainingArguments, train
+from ptuning.train import TrainingArguments, train
+from tests.helpers import CancelAt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -114,15 +115,6 @@ def test_an_adapter_file_without_its_offsets_is_refused(tiny, tmp_path, make):
 
 def test_an_adapter_without_offsets_writes_no_setting_for_them():
     assert "bias_offsets" not in PromptConfig(labels=["a", "b"]).to_dict()
-
-
-class CancelAt(Callback):
-    def __init__(self, step: int, event: threading.Event):
-        self.step, self.event = step, event
-
-    def on_step_end(self, state):
-        if state.step == self.step:
-            self.event.set()
 
 
 def test_training_moves_the_offsets_and_resumes_to_the_same_adapter(tiny, tmp_path, sentiment):
