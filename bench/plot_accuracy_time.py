@@ -26,9 +26,8 @@ def points(name: str) -> list[tuple[float, float]]:
     """``(seconds, accuracy)`` of every run in result file ``name``."""
     data = json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
     results = data["results"]
-    if any(k.startswith("seed=") for k in results):  # cli_accuracy.py
-        return [(r["train_process_wall_s"], r["evaluate_metrics"]["accuracy"]) for k, r in results.items()
-                if k.startswith("seed=")]  # fmt: skip
+    if "runs" in results:  # cli_accuracy.py: one run per seed
+        return [(r["train_process_wall_s"], r["evaluate_metrics"]["accuracy"]) for r in results["runs"].values()]
     method = next(k for k, v in results.items() if isinstance(v, dict) and "best_accuracy" in v)
     seconds = data.get("process_wall_s") or data["total_wall_s"]
     return [(seconds, results[method]["best_accuracy"])]
