@@ -28,7 +28,7 @@ import json
 import statistics
 
 from common import RESULTS, Run, data_args, log, result_name, seed_everything, setup
-from datasets import NAMES, load
+from corpora import NAMES, load
 from loops import train_ours
 
 METHODS = ("prompt", "p-tuning", "deep")

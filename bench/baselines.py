@@ -33,7 +33,7 @@ from torch import nn
 from common import (
     Clock, Run, backbone_path, data_args, hf_classifier, log, result_name, seed_everything, setup,
 )  # fmt: skip
-from datasets import NAMES, load
+from corpora import NAMES, load
 from loops import evaluate_hf, hf_features, linear_schedule, train_hf_epoch
 
 from ptuning.train import HEAD_LR

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from common import REPO, Run, data_args, log, result_name, setup
-from datasets import NAMES
+from corpora import NAMES
 
 
 def main() -> None:

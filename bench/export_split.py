@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import NAMES, load, validation  # noqa: E402
+from corpora import NAMES, load, validation  # noqa: E402
 
 
 def write(path: Path, texts: list[str], labels: list[int], names) -> None:

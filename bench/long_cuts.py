@@ -18,7 +18,7 @@ import argparse
 import torch
 
 from common import Clock, Run, backbone_path, data_args, log, result_name, setup
-from datasets import NAMES, load
+from corpora import NAMES, load
 
 CUTS = ("head-64", "head-128", "head-256", "head-512", "headtail-128", "headtail-256", "chunks-4x128", "chunks-2x256")
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import datasets  # noqa: E402
+import corpora  # noqa: E402
 from ptuning import PromptClassifier  # noqa: E402
 from ptuning.model import forward_mixed  # noqa: E402
 from ptuning.seeding import run_generator  # noqa: E402
@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args()
     t0 = time.perf_counter()
-    split = datasets.load(args.data, args.train_size, args.test_size)
+    split = corpora.load(args.data, args.train_size, args.test_size)
     names = split.label_names or ["negative", "positive"]
     gen = run_generator(args.seed)
     clf = PromptClassifier(labels=names, method="deep", num_virtual_tokens=args.tokens, generator=gen)

