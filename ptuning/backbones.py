@@ -90,6 +90,8 @@ class Backbone:
     # A fast tokenizer is one Rust object whose truncation settings each call rewrites: two threads calling it at
     # once (a training and a prediction, or two server requests) fail with "Already borrowed". Every call holds this.
     tokenizer_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    offsets_enabled: bool = field(init=False, default=False)  # ``enable_offsets`` has hooked the layers
+    _offsets_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         cfg = self.model.config
@@ -106,9 +108,20 @@ class Backbone:
             if i > 0:
                 layer.register_forward_pre_hook(_make_deep_hook(i), with_kwargs=True)
             layer.forward = _skippable(layer.forward, i)
-            for name, module in layer.named_modules():
-                if isinstance(module, (nn.Linear, nn.LayerNorm)):  # offsets.TARGETS
-                    module.register_forward_hook(_make_offset_hook(f"{i}.{name}"))
+
+    def enable_offsets(self) -> None:
+        """Hook every linear layer and LayerNorm of the transformer layers so that passes can add per-row bias
+        offsets (``offsets.py``); done once, when the first adapter with offsets is made on this backbone. A module
+        with a forward hook leaves PyTorch's fast call path, which cost single-text latency a few percent
+        (BENCHMARKS.md, issue 22): backbones whose adapters have no offsets keep the fast path."""
+        with self._offsets_lock:  # two adapters made at once hook the layers once
+            if self.offsets_enabled:
+                return
+            for i, layer in enumerate(self.layers):
+                for name, module in layer.named_modules():
+                    if isinstance(module, (nn.Linear, nn.LayerNorm)):  # offsets.TARGETS
+                        module.register_forward_hook(_make_offset_hook(f"{i}.{name}"))
+            self.offsets_enabled = True
 
     @property
     def hidden_size(self) -> int:

@@ -97,7 +97,10 @@ class PromptClassifier(nn.Module):
                               f"{config.start_layer}")  # fmt: skip
         self.deep = DeepPrompts(backbone.num_layers, init, config.start_layer) if config.method == Method.DEEP else None
         self.prompt.requires_grad_(config.start_layer == 0)  # below a later start, the input prompt stays as it is
-        self.offsets = BiasOffsets(backbone.layers, config.start_layer) if config.bias_offsets else None
+        self.offsets = None
+        if config.bias_offsets:
+            backbone.enable_offsets()
+            self.offsets = BiasOffsets(backbone.layers, config.start_layer)
         if config.pooling == Pooling.MODEL:
             self.head = backbone.new_head(config.num_labels, generator)
         else:

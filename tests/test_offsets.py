@@ -132,3 +132,16 @@ def test_training_moves_the_offsets_and_resumes_to_the_same_adapter(tiny, tmp_pa
                                                                 resume=True))  # fmt: skip
     for k, v in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_a_backbone_is_hooked_for_offsets_only_once_an_adapter_has_them(tmp_path):
+    from tests.tiny_models import build_tiny
+
+    fresh = build_tiny("bert", tmp_path / "bert")  # a backbone no other test has loaded
+    plain = PromptClassifier(fresh, labels=["a", "b"], method="deep")
+    hooked = lambda: sum(bool(m._forward_hooks) for layer in plain.backbone.layers for m in layer.modules())  # noqa: E731
+    assert hooked() == 0  # PyTorch's fast call path, for every module of every layer
+    PromptClassifier(fresh, labels=["a", "b"], method="deep", bias_offsets=True)
+    assert hooked() == len(offset_targets(plain.backbone.layers)) > 0
+    PromptClassifier(fresh, labels=["a", "b"], method="prompt", bias_offsets=True)
+    assert hooked() == len(offset_targets(plain.backbone.layers))  # once, not once per adapter
