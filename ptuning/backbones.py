@@ -54,6 +54,14 @@ bias_offsets: contextvars.ContextVar = contextvars.ContextVar("ptuning_bias_offs
 # ``(K, states)``: the forward pass running in this thread/task starts at layer K from ``states`` (what layers below K
 # computed before; ``PromptClassifier.lower_states``), and the layers below K return without computing.
 start_at: contextvars.ContextVar = contextvars.ContextVar("ptuning_start_at", default=None)
+# ``(K, sink)``: the forward pass running in this thread/task ends after layer K, its output put in ``sink["states"]``
+# (``PromptClassifier.lower_states``). A context variable, not a hook on the shared layer: another thread's pass on
+# the same backbone (a user's prediction while another trains) must run through.
+stop_after: contextvars.ContextVar = contextvars.ContextVar("ptuning_stop_after", default=None)
+
+
+class PassStopped(Exception):
+    """Raised by the layer a ``stop_after`` pass ends at; the caller catches it."""
 
 
 def embedded_path() -> str | None:
@@ -203,7 +211,8 @@ def _make_offset_hook(name: str):
 
 def _skippable(forward, layer: int):
     """``forward`` of layer ``layer``, which returns without computing when the running pass starts above it (the last
-    skipped layer returns the states the pass starts from; ``start_at``). Most layers return their hidden states as a
+    skipped layer returns the states the pass starts from; ``start_at``), and ends the pass when it stops here
+    (``stop_after``). Most layers return their hidden states as a
     tensor in transformers 5; DeBERTa's return ``(states, attentions)``: a skipped layer returns what its last
     computed call returned the shape of (the states a run starts from are computed by these very layers first)."""
     returned = {"tuple": 0}  # the length of the tuple the layer returns, 0 for a tensor
@@ -213,6 +222,10 @@ def _skippable(forward, layer: int):
         if start is None or layer >= start[0]:
             out = forward(hidden_states, *args, **kwargs)
             returned["tuple"] = len(out) if isinstance(out, tuple) else 0
+            stop = stop_after.get()
+            if stop is not None and layer == stop[0]:
+                stop[1]["states"] = out[0] if returned["tuple"] else out
+                raise PassStopped
             return out
         states = start[1] if layer == start[0] - 1 else hidden_states
         return (states,) + (None,) * (returned["tuple"] - 1) if returned["tuple"] else states

@@ -17,14 +17,13 @@ import copy
 import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
-from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .adapter_files import CARD_FILE, load_adapter, save_adapter
-from .backbones import bias_offsets, deep_prompts, load_backbone, start_at
+from .backbones import PassStopped, bias_offsets, deep_prompts, load_backbone, start_at, stop_after
 from .batching import collate, encode, length_grouped_batches
 from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
@@ -146,17 +145,17 @@ class PromptClassifier(nn.Module):
         k = self.config.start_layer
         if k == 0:
             raise ConfigError("lower_states needs an adapter with a start_layer above 0")
-        layer, out = self.backbone.layers[k - 1], []
+        out = []
         for start in range(0, len(examples), batch_size):
             part = list(examples[start : start + batch_size])
-            seen = {}
-            handle = layer.register_forward_hook(partial(_stop_after, seen))
+            seen: dict = {}
+            token = stop_after.set((k - 1, seen))
             try:
                 forward_mixed([self], torch.zeros(len(part), dtype=torch.long, device=self.device), self.collate(part))
-            except _Stopped:
+            except PassStopped:
                 pass
             finally:
-                handle.remove()
+                stop_after.reset(token)
             left = self.backbone.is_decoder  # left-padded: an example's positions are the last ones
             for row, e in enumerate(part):
                 n = len(e.input_ids)
@@ -290,15 +289,6 @@ def _opt_list(x: Sequence[str] | None) -> list[str] | None:
 
 
 # --------------------------------------------------------------------------------------------- the pass
-class _Stopped(Exception):
-    """Ends a pass once the layer ``lower_states`` needs has run."""
-
-
-def _stop_after(seen: dict, module, args, output) -> None:
-    seen["states"] = output[0] if isinstance(output, tuple) else output
-    raise _Stopped
-
-
 def forward_mixed(
     adapters: Sequence[PromptClassifier], rows: torch.Tensor, batch: dict, start_states: torch.Tensor | None = None
 ) -> torch.Tensor:

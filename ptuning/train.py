@@ -402,8 +402,9 @@ class Trainer:
     0.86
 
     The trainer runs the plan it is given and never changes it. The whole state of the run is made here, in order: the
-    optimizer and scheduler, the progress; then, with ``args.resume``, the checkpoint overwrites what it saved. ``run()`` repeats ``train_step`` (and
-    ``evaluate`` / ``write_checkpoint``) until the plan is done, the run is cancelled or stops early, then
+    optimizer and scheduler, the progress; then, with ``args.resume``, the checkpoint overwrites what it saved.
+    ``run()`` repeats ``train_step`` (and ``evaluate`` / ``write_checkpoint``) until the plan is done, the run is
+    cancelled or stops early, then
     ``finish``es. Dropout masks come from ``generator`` (the one the adapter was drawn from; default: a new one
     seeded with ``args.seed``), never from the process-wide generator.
     """

@@ -117,3 +117,33 @@ def test_cancel_then_resume_gives_the_same_adapter_as_one_run(tiny, tmp_path, se
     assert resumed.state.step == whole.state.step
     for k, v in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_computing_lower_states_never_stops_another_threads_pass_on_the_shared_backbone(tiny, texts, make):
+    import threading
+
+    late = make(tiny("bert"), method="deep", start_layer=1)
+    other = make(tiny("bert"), method="prompt", seed=4)  # the same frozen backbone, another user's adapter
+    expected = other.predict(texts)
+    examples = late.encode(texts * 20).examples
+    failures: list = []
+    done = threading.Event()
+
+    def predict_meanwhile():
+        while not done.is_set():
+            try:
+                got = other.predict(texts)
+                assert [g["label"] for g in got] == [e["label"] for e in expected]
+            except BaseException as error:  # noqa: BLE001 - any failure is the finding
+                failures.append(repr(error))
+                return
+
+    thread = threading.Thread(target=predict_meanwhile)
+    thread.start()
+    try:
+        for _ in range(20):
+            late.lower_states(examples, batch_size=4)
+    finally:
+        done.set()
+        thread.join()
+    assert failures == []
