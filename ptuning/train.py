@@ -298,20 +298,23 @@ def with_lower_states(clf: PromptClassifier, data: RunData) -> RunData:
     train = lower_states(clf, data.train_examples, LOWER_STATES_BYTES)
     if data.val_examples is None:
         return dataclasses.replace(data, lower=train)
-    element = torch.finfo(clf.backbone.model.dtype).bits // 8
-    used = sum(s.shape[0] for s in train if s is not None) * clf.backbone.hidden_size * element
+    used = _state_bytes(clf, sum(s.shape[0] for s in train if s is not None))
     val = lower_states(clf, data.val_examples, max(0, LOWER_STATES_BYTES - used))
     return dataclasses.replace(data, lower=train, val_lower=val)
+
+
+def _state_bytes(clf: PromptClassifier, tokens: int) -> int:
+    """The memory the lower-layer states of ``tokens`` token positions take (the backbone's width and dtype)."""
+    return tokens * clf.backbone.hidden_size * (torch.finfo(clf.backbone.model.dtype).bits // 8)
 
 
 def lower_states(clf: PromptClassifier, examples: Sequence, max_bytes: int = LOWER_STATES_BYTES) -> list:
     """What the frozen layers below ``clf``'s start layer make of each training example, computed once for the run:
     the longest examples first while they fit into ``max_bytes``, None for the rest (their steps compute them)."""
     out: list = [None] * len(examples)
-    element = torch.finfo(clf.backbone.model.dtype).bits // 8
     kept, used = [], 0
     for i in sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids)):
-        size = len(examples[i].input_ids) * clf.backbone.hidden_size * element
+        size = _state_bytes(clf, len(examples[i].input_ids))
         if used + size <= max_bytes:
             kept.append(i)
             used += size
