@@ -58,6 +58,7 @@ def main() -> None:
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--group-by-length", action="store_true", help="length-grouped batches (default: shuffled)")
+    p.add_argument("--bf16", action="store_true", help="full-ft, LoRA and PEFT runs under CPU bf16 autocast")
     p.epilog = "--epochs (default: 3 for full-ft, 5 for the others) applies to every method when given."
     args = p.parse_args()
     setup(args)
@@ -219,8 +220,9 @@ def hf_run(method: str, path: str, collator, train, test, args, lr: float) -> di
         stats = train_hf_epoch(
             model, opt, sched, collator, train, args.batch_size, args.seed + epoch,
             group_by_length=args.group_by_length, max_grad_norm=args.max_grad_norm, extra_positions=extra,
+            bf16=args.bf16,
         )  # fmt: skip
-        acc, eval_s = evaluate_hf(model, collator, test)
+        acc, eval_s = evaluate_hf(model, collator, test, bf16=args.bf16)
         history.append({
             "epoch": epoch, "accuracy": acc, "train_wall_s": round(stats["wall_s"], 2),
             "train_cpu_s": round(stats["cpu_s"], 2), "examples_per_s": round(stats["examples_per_s"], 2),

@@ -280,16 +280,18 @@ def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
 
 def train_hf_epoch(
     model, optimizer, scheduler, collator, features, batch_size, seed, *, group_by_length=False, max_grad_norm=1.0,
-    extra_positions: int = 0,
+    extra_positions: int = 0, bf16: bool = False,
 ) -> dict:
-    """One epoch of a Hugging Face model (plain or PEFT) in train mode; ``extra_positions``: PEFT's virtual tokens."""
+    """One epoch of a Hugging Face model (plain or PEFT) in train mode; ``extra_positions``: PEFT's virtual tokens;
+    ``bf16``: forward and backward under CPU autocast (the weights and the optimizer stay fp32)."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n = tokens = real = 0
     with Clock() as clock:
         for idx in hf_batches(features, batch_size, seed, group_by_length):
             batch = collator([features[i] for i in idx])
-            out = model(**batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(**batch)
             out.loss.backward()
             if max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
@@ -305,7 +307,7 @@ def train_hf_epoch(
 
 
 @torch.inference_mode()
-def evaluate_hf(model, collator, features, batch_size: int = 64) -> tuple[float, float]:
+def evaluate_hf(model, collator, features, batch_size: int = 64, bf16: bool = False) -> tuple[float, float]:
     """(accuracy, seconds) with batches sorted by length (the fastest order; only the result matters)."""
     model.eval()
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
@@ -315,5 +317,6 @@ def evaluate_hf(model, collator, features, batch_size: int = 64) -> tuple[float,
             idx = order[start : start + batch_size]
             batch = collator([features[i] for i in idx])
             labels = batch.pop("labels")
-            correct += int((model(**batch).logits.argmax(-1) == labels).sum())
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                correct += int((model(**batch).logits.argmax(-1) == labels).sum())
     return correct / len(features), clock.wall

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .adapter_files import CARD_FILE, load_adapter, save_adapter
-from .backbones import PassStopped, bias_offsets, deep_prompts, load_backbone, start_at, stop_after
+from .backbones import Backbone, PassStopped, bias_offsets, deep_prompts, load_backbone, start_at, stop_after
 from .batching import collate, encode, length_grouped_batches
 from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
@@ -318,7 +318,7 @@ def forward_mixed(
     view = backbone.with_head(_stacked_head([a.head for a in model_pooled])) if model_pooled else backbone.model
     own_pooled = len(model_pooled) < len(adapters)
 
-    with _per_row(adapters, rows, slots, start_states), _autocast(backbone.device):
+    with _per_row(adapters, rows, slots, start_states), _autocast(backbone):
         out = view(**kwargs, output_hidden_states=own_pooled)
 
     width = max(a.config.num_labels for a in adapters)
@@ -423,10 +423,10 @@ def _stacked_head(heads: list[nn.Module]) -> nn.Module:
     return stacked
 
 
-def _autocast(device: torch.device):
-    # Autocast only on CUDA: the CPU path stays fp32 (bf16 on CPU is slower here and less precise)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def _autocast(backbone: Backbone):
+    # A bf16 backbone (backbones.precision_dtype) runs under autocast, so that the fp32 prompts and offsets meet it
+    if backbone.model.dtype == torch.bfloat16:
+        return torch.autocast(backbone.device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 

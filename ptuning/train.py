@@ -318,7 +318,7 @@ def lower_states(clf: PromptClassifier, examples: Sequence, max_bytes: int = LOW
         if used + size <= max_bytes:
             kept.append(i)
             used += size
-    kept.sort()
+    kept.sort(key=lambda i: len(examples[i].input_ids))  # passes over texts of like lengths pad little
     for i, states in zip(kept, clf.lower_states([examples[i] for i in kept])):
         out[i] = states
     return out
