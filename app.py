@@ -363,7 +363,7 @@ class TrainForm:
             "encoder_type": self.encoder_type,
             "init": "text" if init_text else "vocab",
             "init_text": init_text,
-            "start_layer": int(self.start_layer or 0),
+            "start_layer": None if self.start_layer in (None, "") else int(self.start_layer),  # empty: automatic
             "bias_offsets": bool(self.bias_offsets),
         }
 
@@ -1082,8 +1082,8 @@ def train_settings(settings: AppSettings) -> list:
         patience = gr.Number(TRAINING_DEFAULTS["patience"], label="Early-stopping patience (empty: automatic)",
                              precision=0, minimum=0, info=training_help("patience"))
         with gr.Row():
-            start_layer = gr.Number(PROMPT_DEFAULTS["start_layer"], label="Start layer (deep)", precision=0,
-                                    minimum=0, info=prompt_help("start_layer"))
+            start_layer = gr.Number(PROMPT_DEFAULTS["start_layer"], label="Start layer (deep; empty: automatic)",
+                                    precision=0, minimum=0, info=prompt_help("start_layer"))
             bias_offsets = gr.Checkbox(PROMPT_DEFAULTS["bias_offsets"], label="Bias offsets",
                                        info=prompt_help("bias_offsets"))
         start_from = gr.Checkbox(False, label="Start from the loaded adapter", elem_id="start-from-loaded",

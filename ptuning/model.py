@@ -78,6 +78,8 @@ class PromptClassifier(nn.Module):
         config.base_model = backbone.name
         self.placement = parse_placement(config.placement, config.num_virtual_tokens)
         config.num_virtual_tokens = self.placement.num_prompt
+        if config.start_layer is None:  # automatic, and no data to choose by (train() chooses before building)
+            config.start_layer = 0
         self.config = config
         self.info: dict = {}  # what training knows (metrics, hyperparameters, data): saved for the model card
         object.__setattr__(self, "backbone", backbone)  # not a submodule: never trained, saved or moved

@@ -147,3 +147,28 @@ def test_computing_lower_states_never_stops_another_threads_pass_on_the_shared_b
         done.set()
         thread.join()
     assert failures == []
+
+
+def test_deep_adapters_on_enough_texts_start_a_third_of_the_way_up_by_default(tiny, sentiment, monkeypatch, tmp_path):
+    from ptuning import plan
+    from ptuning.training_args import LATE_PROMPT_LR, MIN_LATE_EPOCHS
+
+    monkeypatch.setattr(plan, "LATE_START_TEXTS", 64)  # the tiny data stands for 1,000 texts
+    result = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep"}, args=fast(epochs=None, lr=None),
+                   out_dir=tmp_path / "a")  # fmt: skip
+    assert result.model.config.start_layer == 1  # a third of the tiny backbone's 2 layers, at least 1
+    assert result.state.epochs >= MIN_LATE_EPOCHS and result.model.info["training"]["learning_rate"] == LATE_PROMPT_LR
+    assert PromptClassifier.from_pretrained(tmp_path / "a").config.start_layer == 1
+    fewer = train(sentiment(48), config={"base_model": tiny("bert"), "method": "deep"}, args=fast(epochs=1))
+    assert fewer.model.config.start_layer == 0
+    given = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep", "start_layer": 0},
+                  args=fast(epochs=1))  # fmt: skip
+    assert given.model.config.start_layer == 0
+    table = train(sentiment(64), config={"base_model": tiny("bert"), "method": "prompt"}, args=fast(epochs=1))
+    assert table.model.config.start_layer == 0
+
+
+def test_an_adapter_built_without_data_starts_at_the_input(tiny):
+    config = PromptConfig(base_model=tiny("bert"), labels=["a", "b"], method="deep")
+    assert config.start_layer is None and "start_layer" not in config.to_dict()
+    assert PromptClassifier(config=config).config.start_layer == 0
