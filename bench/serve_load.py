@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """Load on the HTTP server (``python -m ptuning serve``) against serving one request at a time, in one run.
 
-    python bench/serve_load.py                                  # the table of BENCHMARKS.md (~10 min)
-    python bench/serve_load.py --concurrency 1 8 --adapters 1 8 --requests 60 --memory-adapters 50   # smoke
+    python bench/serve_load.py                                  # the table of BENCHMARKS.md (~12 min)
+    python bench/serve_load.py --concurrency 1 8 --adapters 1 8 --seconds 3 --memory-adapters 50   # smoke
 
 The server runs as its own process on loopback with the embedded MiniLM and 64 adapters of the default kind
 (5 deep vectors, mean pooling, untrained: the compute is the same as a trained one's). A load generator (asyncio,
-``C`` keep-alive HTTP/1.1 connections) sends single movie-review sentences, cycling through ``k`` adapters, until
-``--requests`` are answered or ``--seconds`` have passed, for every C x k. Side by side, in this process while the
-server idles:
+``C`` keep-alive HTTP/1.1 connections) sends single movie-review sentences, cycling through ``k`` adapters, for every
+C x k: each connection first asks its share of the k adapters once, then the load runs ``--warmup-seconds`` before a
+window of ``--seconds`` in which the requests that end are counted. The cells run in turn, ``--repeats`` rounds, and
+each reports its median round. Side by side, in this process while the server idles (the backbone in the same
+precision as the server's, ``PTUNING_PRECISION``; PEFT under CPU autocast when that is bf16):
 - (a) ``PromptClassifier.predict`` one text at a time over the same k adapters (what the app did);
 - (b) PEFT as a user would: one ``PeftModel`` holding k PROMPT_TUNING adapters (5 vectors), ``set_adapter`` per
   request, one at a time;
@@ -41,8 +43,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     p.add_argument("--adapters", type=int, nargs="+", default=[1, 8, 64])
-    p.add_argument("--requests", type=int, default=400, help="requests per cell (at most)")
-    p.add_argument("--seconds", type=float, default=30.0, help="time per cell (at most)")
+    p.add_argument("--seconds", type=float, default=15.0, help="measured time per cell run")
+    p.add_argument("--warmup-seconds", type=float, default=3.0, help="load before each measured window")
     p.add_argument("--repeats", type=int, default=3, help="runs of each cell; the median one is reported")
     p.add_argument("--baseline-requests", type=int, default=200, help="texts for (a), (b) and the ceiling")
     p.add_argument("--memory-adapters", type=int, default=1000)
@@ -64,13 +66,18 @@ def main() -> None:
         results: dict = {"texts": "movie-polarity test sentences, one per request", "cells": []}
         server = start_server(dirs[:most], args)
         try:
-            for k in args.adapters:
-                for c in args.concurrency:
-                    # the median of --repeats runs: one disturbed run does not make the row
-                    cell = median_run(lambda: load(server, texts, k, c, args), args.repeats)
-                    results["cells"].append(cell)
-                    log(f"k={k} C={c}: {cell['requests_per_s']:.1f} req/s, p50 {cell['p50_ms']:.1f} ms, "
-                        f"p99 {cell['p99_ms']:.1f} ms, mean batch {cell['mean_batch_size']:.1f}")  # fmt: skip
+            # every cell once, then every cell again: a slow stretch of the machine falls on all cells alike
+            runs: dict = {}
+            for _ in range(args.repeats):
+                for k in args.adapters:
+                    for c in args.concurrency:
+                        runs.setdefault((k, c), []).append(load(server, texts, k, c, args))
+            for (k, c), cell_runs in runs.items():
+                # the median of --repeats runs: one disturbed run does not make the row
+                cell = median_of(cell_runs)
+                results["cells"].append(cell)
+                log(f"k={k} C={c}: {cell['requests_per_s']:.1f} req/s, p50 {cell['p50_ms']:.1f} ms, "
+                    f"p99 {cell['p99_ms']:.1f} ms, mean batch {cell['mean_batch_size']:.1f}")  # fmt: skip
         finally:
             stop_server(server)
         results["baselines"] = baselines(dirs, texts, results["cells"], args)
@@ -134,34 +141,38 @@ def load(server: dict, texts: list[str], k: int, c: int, args) -> dict:
         return grab("ptuning_batch_size_sum"), grab("ptuning_batch_size_count")
 
     async def generate() -> tuple[list[float], int, float]:
+        """Load for warmup + measured seconds; the latencies of the requests that ended inside the measured window."""
         latencies: list[float] = []
         errors = 0
-        next_index = 0
-        deadline = time.perf_counter() + args.seconds
+        counter = 0
         host, port = server["url"].removeprefix("http://").split(":")
 
-        async def worker(warm: int):
-            nonlocal next_index, errors
+        async def worker(j: int):
+            nonlocal counter, errors
             connection = await asyncio.open_connection(host, int(port))
-            for i in range(warm):  # warm the connection and the adapters
-                await post(connection, {"model": f"a{i % k}", "input": texts[i]})
+            for a in range(j, k, c) if j < k else []:  # every adapter answers once before the clock starts
+                await post(connection, {"model": f"a{a}", "input": texts[a]})
             await ready.wait()
-            while next_index < args.requests and time.perf_counter() < deadline:
-                i = next_index
-                next_index += 1
+            while time.perf_counter() < window[1]:
+                i = counter
+                counter += 1
                 start = time.perf_counter()
                 status = await post(connection, {"model": f"a{i % k}", "input": texts[i % len(texts)]})
-                latencies.append(time.perf_counter() - start)
-                errors += status != 200
+                end = time.perf_counter()
+                if window[0] <= end <= window[1]:
+                    latencies.append(end - start)
+                    errors += status != 200
             connection[1].close()
 
         ready = asyncio.Event()
-        workers = [asyncio.create_task(worker(1 if i < 8 else 0)) for i in range(c)]
-        await asyncio.sleep(0.5)
-        start = time.perf_counter()
+        window = [0.0, 0.0]
+        workers = [asyncio.create_task(worker(j)) for j in range(c)]
+        await asyncio.sleep(0.5 + 0.02 * k)
+        window[0] = time.perf_counter() + args.warmup_seconds
+        window[1] = window[0] + args.seconds
         ready.set()
         await asyncio.gather(*workers)
-        return latencies, errors, time.perf_counter() - start
+        return latencies, errors, args.seconds
 
     sum0, count0 = batches()
     with Clock() as clock:
@@ -237,8 +248,13 @@ def baselines(dirs: list[str], texts: list[str], cells: list[dict], args) -> dic
 
 def median_run(measure, repeats: int) -> dict:
     """The run with the median ``requests_per_s`` of ``repeats`` runs of ``measure``, with all their rates."""
-    runs = sorted((measure() for _ in range(repeats)), key=lambda r: r["requests_per_s"])
-    return {**runs[len(runs) // 2], "repeats_requests_per_s": [r["requests_per_s"] for r in runs]}
+    return median_of([measure() for _ in range(repeats)])
+
+
+def median_of(runs: list[dict]) -> dict:
+    """The run with the median ``requests_per_s``, with every run's rate (in the order they ran)."""
+    ranked = sorted(runs, key=lambda r: r["requests_per_s"])
+    return {**ranked[len(ranked) // 2], "repeats_requests_per_s": [r["requests_per_s"] for r in runs]}
 
 
 def peft_one_at_a_time(sample: list[str], k: int, args) -> dict:
@@ -255,8 +271,11 @@ def peft_one_at_a_time(sample: list[str], k: int, args) -> dict:
     for i in range(1, k):
         model.add_adapter(f"a{i}", config())
     model.eval()
+    from ptuning.backbones import precision_dtype
+
+    bf16 = precision_dtype(torch.device("cpu")) == torch.bfloat16  # the precision ptuning's side runs in
     latencies = []
-    with torch.inference_mode(), Clock() as clock:
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), Clock() as clock:
         for i, t in enumerate(sample):
             start = time.perf_counter()
             model.set_adapter(f"a{i % k}")

@@ -55,8 +55,10 @@ def auto_start_layer(method: Method, num_layers: int, n_train: int) -> int:
     """The layer a deep adapter trains from when none is given: a third of ``num_layers`` (at least 1) with
     ``n_train`` of LATE_START_TEXTS or more, else 0 (and 0 for every other method).
 
-    >>> auto_start_layer(Method.DEEP, 6, 2000), auto_start_layer(Method.DEEP, 6, 600), auto_start_layer(Method.DEEP, 12, 5000)
-    (2, 0, 4)
+    >>> auto_start_layer(Method.DEEP, 6, 2000), auto_start_layer(Method.DEEP, 6, 600)
+    (2, 0)
+    >>> auto_start_layer(Method.DEEP, 12, 5000), auto_start_layer(Method.PROMPT, 6, 5000)
+    (4, 0)
     """
     if Method(method) != Method.DEEP or n_train < LATE_START_TEXTS or num_layers < 2:
         return 0

@@ -1,4 +1,5 @@
-"""Searching the settings that matter (method, prompt length, learning rates, epochs) on the validation split.
+"""Searching the settings that matter (method, prompt length, learning rates, epochs, and for deep prompts the
+layer they train from and bias offsets) on the validation split.
 
     result = search(load_dataset("reviews.csv"), n_trials=20, out_dir="runs/reviews")
     result.rows()        # one dict per trial: its settings, state (complete / pruned / cancelled), score, time
@@ -30,8 +31,11 @@ from .errors import ConfigError
 from .metrics import primary_metric
 from .model import PromptClassifier
 from .train import Callback, TrainState, train
+from .backbones import load_backbone
+from .plan import auto_start_layer
 from .training_args import (
     HEAD_LR,
+    LATE_PROMPT_LR,
     MIN_SELECTION_EXAMPLES,
     PROMPT_LR,
     SHORT_RUN_EVALUATIONS,
@@ -52,7 +56,7 @@ class Trial:
     """One trial: the settings it trained with, how it ended and its best validation score."""
 
     number: int
-    params: dict  # method, num_virtual_tokens, lr, head_lr, epochs: what the trial trained with (searched or fixed)
+    params: dict  # method, num_virtual_tokens, start_layer, bias_offsets, lr, head_lr, epochs: what it trained with
     state: str  # "complete", "pruned" (by the pruner), "cancelled" (the search was stopped) or "out of time"
     value: float | None  # the best validation value of the primary metric (accuracy, or MSE for regression)
     metrics: dict  # the best validation metrics
@@ -61,10 +65,13 @@ class Trial:
     seconds: float
 
     def settings_line(self) -> str:
-        """``deep, 5 vectors, lr 0.01, head lr 0.01, 16 epochs``: what the trial trained with, in one line."""
+        """``deep, 5 vectors from layer 2, bias offsets, lr 0.03, head lr 0.01, 5 epochs``: what the trial trained
+        with, in one line."""
         p = self.params
-        return (f"{p['method']}, {p['num_virtual_tokens']} vectors, lr {p['lr']:.3g}, head lr {p['head_lr']:.3g}, "
-                f"{p['epochs']} epochs")  # fmt: skip
+        late = f" from layer {p['start_layer']}" if p.get("start_layer") else ""
+        offsets = ", bias offsets" if p.get("bias_offsets") else ""
+        return (f"{p['method']}, {p['num_virtual_tokens']} vectors{late}{offsets}, lr {p['lr']:.3g}, "
+                f"head lr {p['head_lr']:.3g}, {p['epochs']} epochs")  # fmt: skip
 
     def row(self, metric_name: str) -> dict:
         """The trial as one table row (the CLI prints these; a UI can show them in a data frame)."""
@@ -127,7 +134,7 @@ def search(
     fixed = config.to_dict() if isinstance(config, PromptConfig) else dict(config or {})
     higher = data.task == "classification"
     n_train = len(data) if eval_data is not None else len(split_dataset(data, args.val_split, args.seed)[0])
-    space = _Space.around(fixed, args, n_train)
+    space = _Space.around(fixed, args, n_train, len(data))
     trial_args = dataclasses.replace(args, checkpoint_dir=None)  # no checkpoints between trials
     study = optuna.create_study(
         direction="maximize" if higher else "minimize",
@@ -190,20 +197,32 @@ class _Space:
 
     methods: tuple[str, ...] | None
     lengths: tuple[int, ...] | None
+    start_layers: tuple[int, ...] | None  # for deep trials: from the input, or a third of the way up
+    offsets: bool  # for deep trials: with bias offsets or without
+    default_start: int  # the start train() chooses for a deep adapter on this data
+    late_epochs: int  # the automatic epochs of a run from a later layer
     lr: bool
     head_lr: bool
     epochs: tuple[int, int] | None  # inclusive range
     fixed: dict  # the resolved fixed values shown in the trial table
 
     @classmethod
-    def around(cls, fixed: dict, args: TrainingArguments, n_train: int) -> "_Space":
+    def around(cls, fixed: dict, args: TrainingArguments, n_train: int, n_given: int) -> "_Space":
         defaults = PromptConfig(labels=["a", "b"], **{k: v for k, v in fixed.items() if k not in ("labels", "task")})
+        layers = load_backbone(defaults.base_model or None, args.device).num_layers
+        default_start = auto_start_layer(Method.DEEP, layers, n_given)  # train()'s rule: on all the texts given
+        third = auto_start_layer(Method.DEEP, layers, max(n_given, 10**9))  # what a late start means on this model
+        open_start = fixed.get("start_layer") is None and third > 0
         placement_sets_length = str(defaults.placement).strip().lower() not in _NAMED_PLACEMENTS
         most = args.epochs or auto_epochs(n_train, args.batch_size)  # the automatic epochs a plan would take
         least = args.epochs or max(1, most // 4)
         return cls(
             methods=None if "method" in fixed else METHODS,
             lengths=None if "num_virtual_tokens" in fixed or placement_sets_length else PROMPT_LENGTHS,
+            start_layers=(0, third) if open_start else None,
+            offsets="bias_offsets" not in fixed,
+            default_start=default_start if fixed.get("start_layer") is None else fixed["start_layer"],
+            late_epochs=args.epochs or auto_epochs(n_train, args.batch_size, late=True),
             lr=args.lr is None,
             head_lr=args.head_lr is None,
             epochs=(least, most) if least < most else None,
@@ -214,9 +233,14 @@ class _Space:
     def defaults(self) -> dict:
         """The searched settings at the values ``train()`` would choose by itself."""
         method = Method(self.fixed["method"] if self.methods is None else PromptConfig.method)
-        values = {"method": method.value, "num_virtual_tokens": PromptConfig.num_virtual_tokens,
-                  "lr": PROMPT_LR[method], "head_lr": HEAD_LR, "epochs": self.epochs and self.epochs[1]}  # fmt: skip
-        searched = {"method": self.methods, "num_virtual_tokens": self.lengths, "lr": self.lr,
+        start = self.default_start if method == Method.DEEP else 0
+        lr = LATE_PROMPT_LR if start else PROMPT_LR[method]
+        epochs = self.epochs and min(max(self.late_epochs if start else self.epochs[1], self.epochs[0]), self.epochs[1])
+        values = {"method": method.value, "num_virtual_tokens": PromptConfig.num_virtual_tokens, "start_layer": start,
+                  "bias_offsets": False, "lr": lr, "head_lr": HEAD_LR, "epochs": epochs}  # fmt: skip
+        deep = method == Method.DEEP
+        searched = {"method": self.methods, "num_virtual_tokens": self.lengths,
+                    "start_layer": deep and self.start_layers, "bias_offsets": deep and self.offsets, "lr": self.lr,
                     "head_lr": self.head_lr, "epochs": self.epochs}  # fmt: skip
         return {k: v for k, v in values.items() if searched[k]}
 
@@ -227,6 +251,11 @@ class _Space:
             p["method"] = trial.suggest_categorical("method", self.methods)
         if self.lengths:
             p["num_virtual_tokens"] = trial.suggest_categorical("num_virtual_tokens", self.lengths)
+        deep = p.get("method", self.fixed["method"]) == Method.DEEP.value
+        if deep and self.start_layers:
+            p["start_layer"] = trial.suggest_categorical("start_layer", self.start_layers)
+        if deep and self.offsets:
+            p["bias_offsets"] = trial.suggest_categorical("bias_offsets", (False, True))
         if self.lr:
             p["lr"] = trial.suggest_float("lr", *LR_RANGE, log=True)
         if self.head_lr:
@@ -261,7 +290,8 @@ def _run_trial(number: int, handle, data: Dataset, run: dict, callbacks: Sequenc
 
 
 def _config_part(params: dict) -> dict:
-    return {"method": params["method"], "num_virtual_tokens": params["num_virtual_tokens"]}
+    part = {"method": params["method"], "num_virtual_tokens": params["num_virtual_tokens"]}
+    return {**part, **{k: params[k] for k in ("start_layer", "bias_offsets") if k in params}}
 
 
 def _args_part(params: dict) -> dict:
@@ -288,7 +318,8 @@ def _finish_trial(number: int, result, pruned: bool, seconds: float) -> Trial:
     s, cfg, training = result.state, result.model.config, result.model.info["training"]
     state = "pruned" if pruned else "cancelled" if s.cancelled else "out of time" if s.budget_reached else "complete"
     params = {"method": cfg.method.value, "num_virtual_tokens": cfg.num_virtual_tokens,
-              "lr": training["learning_rate"], "head_lr": training["head_learning_rate"], "epochs": training["epochs"]}
+              "start_layer": cfg.start_layer, "bias_offsets": cfg.bias_offsets, "lr": training["learning_rate"],
+              "head_lr": training["head_learning_rate"], "epochs": training["epochs"]}  # fmt: skip
     return Trial(number, params, state, s.best_metric, result.metrics, s.step, s.total_steps, seconds)  # fmt: skip
 
 

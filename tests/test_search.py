@@ -48,8 +48,8 @@ def test_the_first_trial_is_the_default_run(tiny, sentiment):
     result = search(data, 2, config=config(tiny), args=args)
     default = train(data, config=config(tiny), args=args)  # train() unchanged: its own evaluation schedule too
 
-    assert result.trials[0].params == {"method": "deep", "num_virtual_tokens": 5, "lr": 1e-2, "head_lr": 1e-2,
-                                       "epochs": 2}  # fmt: skip
+    assert result.trials[0].params == {"method": "deep", "num_virtual_tokens": 5, "start_layer": 0,
+                                       "bias_offsets": False, "lr": 1e-2, "head_lr": 1e-2, "epochs": 2}  # fmt: skip
     assert result.trials[0].metrics == default.metrics
     assert (result.trials[0].steps, result.trials[0].total_steps) == (default.state.step, default.state.total_steps)
     assert result.model.info["training"]["best_step"] == default.state.best_step or result.best.number != 0
@@ -139,3 +139,27 @@ def test_a_search_on_few_validation_texts_says_its_ranks_may_be_luck(tiny, senti
 
     assert any("12 validation texts, too few to tell settings apart" in w for w in few.warnings)
     assert not any("too few to tell settings apart" in w for w in enough.warnings)
+
+
+def test_the_first_trial_is_the_default_run_where_the_default_starts_later(tiny, sentiment, monkeypatch):
+    from ptuning import plan
+
+    monkeypatch.setattr(plan, "LATE_START_TEXTS", 48)  # the tiny data stands for 1,000 texts
+    data, args = sentiment(48), fast(epochs=None, lr=None)
+    result = search(data, 1, config=config(tiny), args=args)
+    default = train(data, config=config(tiny), args=args)
+
+    first = result.trials[0].params
+    assert default.model.config.start_layer == first["start_layer"] == 1
+    assert (first["lr"], first["epochs"]) == (default.model.info["training"]["learning_rate"], default.state.epochs)
+    assert result.trials[0].metrics == default.metrics
+
+
+def test_deep_trials_try_later_starts_and_bias_offsets(tiny, sentiment, tmp_path):
+    result = search(sentiment(48), 8, config={**config(tiny), "method": "deep"}, args=fast(), out_dir=tmp_path / "b")
+
+    tried = {(t.params["start_layer"], t.params["bias_offsets"]) for t in result.trials}
+    assert {s for s, _ in tried} == {0, 1} and {o for _, o in tried} == {False, True}
+    saved = PromptClassifier.from_pretrained(tmp_path / "b").config  # the best trial's adapter is what it says
+    assert (saved.start_layer, saved.bias_offsets) == (result.best.params["start_layer"], result.best.params["bias_offsets"])
+    assert "from layer 1" in next(t for t in result.trials if t.params["start_layer"]).settings_line()
