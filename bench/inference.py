@@ -9,6 +9,7 @@
    - ``bare``: AutoModelForSequenceClassification + its tokenizer under ``torch.inference_mode()`` (no prompt);
    - ``ours-default``: ``PromptClassifier.predict`` with the default adapter (5 deep vectors at the start, mean
      pooling); ``ours-p-tuning``: p-tuning, 20 vectors at the start, the backbone's [CLS] head (PEFT's layout);
+     ``ours-offsets``: the default trained from layer 2 with bias offsets (issue 22's kinds);
    - ``pipeline``: ``transformers.pipeline("text-classification", model=..., tokenizer=...)`` on the same model;
    - ``ours-prompt-nK`` / ``ours-deep-nK``: the default adapter (mean pooling, at the start) with K prompt vectors,
      for every K in ``--prompt-lengths`` and method in ``--length-methods``: what each prompt length costs
@@ -18,7 +19,8 @@
 3. Mixed adapters: k=8 adapters of different methods and placements on one backbone; one ``predict_mixed`` call
    over N texts (text i to adapter i mod 8) versus 8 ``predict`` calls, each over its own share; and, as the
    ceiling no mixing scheme can beat, one adapter's single ``predict`` call over the same N texts.
-Adapters are untrained (speed does not depend on the weights). Texts are cut at 64 tokens on the bare/pipeline
+Adapters are untrained (speed does not depend on the weights). The bare model runs in ptuning's precision
+(``PTUNING_PRECISION``: bf16 autocast where the CPU has bf16 instructions); the pipeline in fp32. Texts are cut at 64 tokens on the bare/pipeline
 side; ``predict`` cuts only at the backbone's limit (no test sentence is longer than 64 tokens, so both see the same).
 """
 
@@ -102,6 +104,8 @@ def build_systems(args) -> dict:
     ours = PromptClassifier(labels=LABELS, device="cpu").eval()
     ours_pt = PromptClassifier(labels=LABELS, method="p-tuning", pooling="model", num_virtual_tokens=20, device="cpu")
     ours_pt.eval()
+    # the kinds of issue 22: a later start costs nothing at inference (the same pass); bias offsets add per-row hooks
+    ours_offsets = PromptClassifier(labels=LABELS, start_layer=2, bias_offsets=True, device="cpu").eval()
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cpu")
     lengths = {
         f"ours-{m}-n{k}": PromptClassifier(labels=LABELS, method=m, num_virtual_tokens=k, device="cpu").eval()
@@ -111,10 +115,15 @@ def build_systems(args) -> dict:
     }
     cut = {"truncation": True, "max_length": args.max_length}
 
+    from ptuning.backbones import precision_dtype
+
+    bf16 = precision_dtype(torch.device("cpu")) == torch.bfloat16  # the bare model runs in ptuning's precision
+
     @torch.inference_mode()
     def bare(batch: list[str]) -> list[dict]:
         enc = tok(batch, padding=True, return_tensors="pt", **cut)
-        probs = model(**enc).logits.softmax(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            probs = model(**enc).logits.float().softmax(-1)
         best = probs.argmax(-1)
         return [{"label": LABELS[b], "score": float(p[b])} for p, b in zip(probs, best)]
 
@@ -138,6 +147,7 @@ def build_systems(args) -> dict:
         "bare-sorted": (None, lambda b: bare_batches(b, sort=True)),
         "ours-default": predictors(ours),
         "ours-p-tuning": predictors(ours_pt),
+        "ours-offsets": predictors(ours_offsets),
         **{name: predictors(clf) for name, clf in lengths.items()},
         "pipeline": (lambda t: pipe(t, **cut), lambda b: pipe(b, batch_size=args.batch_size, **cut)),
     }
