@@ -83,7 +83,8 @@ def calibrate(clf: PromptClassifier, examples: Sequence, batch_size: int) -> Cal
     and longest example: a run its budget cut shorter is timed again at the cut)."""
     c = clf.config
     longest = max((len(e.input_ids) for e in examples), default=1)
-    key = (clf.backbone.name, str(clf.device), c.method.value, c.num_virtual_tokens, c.pooling.value, c.task, longest)
+    key = (clf.backbone.name, str(clf.device), c.method.value, c.num_virtual_tokens, c.pooling.value, c.task, longest,
+           c.start_layer, c.bias_offsets)  # fmt: skip
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -106,8 +107,10 @@ def calibrate(clf: PromptClassifier, examples: Sequence, batch_size: int) -> Cal
 def _time(clf: PromptClassifier, examples: Sequence) -> tuple[int, float, float]:
     """``(padded length, seconds of a training step, seconds of an evaluation pass)``: the median of TIMED_TRIES
     tries (typical steps, not the luckiest: with the fastest of two, estimates of short-text runs were 24-77 % off,
-    both ways, on a 2-core CPU)."""
+    both ways, on a 2-core CPU). An adapter with a later start is timed as its run runs: from kept lower states."""
     inputs = clf.collate(list(examples))
+    if clf.config.start_layer:
+        inputs["start_states"] = clf.pad_states(clf.lower_states(list(examples)))
     length = inputs["input_ids"].shape[1]
     targets = torch.zeros(len(examples), dtype=torch.float32 if clf.config.task == "regression" else torch.long)
     targets = targets.to(clf.device)

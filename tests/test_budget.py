@@ -176,3 +176,24 @@ def test_calibration_times_one_length_when_every_text_is_cut_at_the_limit(tiny, 
     varied = clf.encode(sentiment(16, long=4).texts, None, 128).examples  # the median short, the longest long
     estimate.calibrate(clf, varied, batch_size=4)
     assert len(timed) == 2
+
+
+def test_a_late_start_is_timed_from_kept_lower_states_and_calibrated_apart(tiny, sentiment, monkeypatch):
+    from ptuning import PromptClassifier
+
+    monkeypatch.setattr(estimate, "_cache", {})
+    early = PromptClassifier(tiny("bert"), labels=["neg", "pos"], method="deep", start_layer=0)
+    late = PromptClassifier(tiny("bert"), labels=["neg", "pos"], method="deep", start_layer=1)
+    passes = []
+    forward = PromptClassifier.forward
+
+    def spy(self, *args, start_states=None, **kwargs):
+        passes.append((self.config.start_layer, start_states is not None))
+        return forward(self, *args, start_states=start_states, **kwargs)
+
+    monkeypatch.setattr(PromptClassifier, "forward", spy)
+    examples = early.encode(sentiment(8).texts, None, 16).examples
+    estimate.calibrate(early, examples, batch_size=4)
+    estimate.calibrate(late, examples, batch_size=4)  # same shape otherwise: not the early adapter's calibration
+    assert {p for p in passes if p[0] == 0} == {(0, False)}
+    assert {p for p in passes if p[0] == 1} == {(1, True)}  # every timed pass of the late adapter starts at layer 1
