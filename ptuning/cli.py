@@ -595,10 +595,11 @@ def _adapter_row(row) -> dict:
 
 # -------------------------------------------------------------------------------------------------- serve
 def cmd_serve(a: argparse.Namespace) -> int:
-    from .serving.engine import ServingConfig
+    from .serving.engine import ServingConfig, server_precision
     from .serving.server import parse_adapter_specs, serve
 
     config = ServingConfig(**given_options(a, ServingConfig))
+    server_precision(config, os.environ)
     adapters = parse_adapter_specs(a.adapter)
     if not adapters and not config.allow_hub_load:
         raise ConfigError("nothing to serve: name adapters with --adapter NAME=PATH, or pass --allow-hub-load")

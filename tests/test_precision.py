@@ -107,3 +107,17 @@ def test_training_on_a_bf16_backbone_learns_and_keeps_fp32_weights(tiny, sentime
     losses = [h["train_loss"] for h in result.state.history]
     assert losses[-1] < 0.9 * losses[0]
     assert {p.dtype for p in result.model.parameters()} == {torch.float32}
+
+
+def test_a_server_on_a_cpu_runs_fp32_unless_told(monkeypatch):
+    from ptuning.serving.engine import ServingConfig, server_precision
+
+    environ: dict = {}
+    server_precision(ServingConfig(device="cpu"), environ)
+    assert environ == {"PTUNING_PRECISION": "fp32"}  # bf16 grew a long-running server's memory (issue 24)
+    told = {"PTUNING_PRECISION": "bf16"}
+    server_precision(ServingConfig(device="cpu"), told)
+    assert told == {"PTUNING_PRECISION": "bf16"}
+    gpu: dict = {}
+    server_precision(ServingConfig(device="cuda"), gpu)
+    assert gpu == {}  # a GPU keeps auto: bf16 where it supports it
