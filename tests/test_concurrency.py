@@ -15,12 +15,12 @@ from tests.helpers import weights
 def test_a_slow_load_blocks_only_the_callers_of_that_model(tiny, monkeypatch):
     real_load, started, release = backbones._load, threading.Event(), threading.Event()
 
-    def slow_for_one(recorded, source, device):
+    def slow_for_one(recorded, source, device, dtype):
         if source == "slow/model":
             started.set()
             assert release.wait(120)
             return "the slow model"
-        return real_load(recorded, source, device)
+        return real_load(recorded, source, device, dtype)
 
     monkeypatch.setattr(backbones, "_load", slow_for_one)
     slow = threading.Thread(target=load_backbone, args=("slow/model", "cpu"), daemon=True)
@@ -43,9 +43,9 @@ def test_concurrent_callers_of_one_model_load_it_once(tiny, monkeypatch):
     for key in [k for k in backbones._cache if k[1] == path]:
         monkeypatch.delitem(backbones._cache, key)
 
-    def counting(recorded, source, device):
+    def counting(recorded, source, device, dtype):
         calls.append(source)
-        return real_load(recorded, source, device)
+        return real_load(recorded, source, device, dtype)
 
     monkeypatch.setattr(backbones, "_load", counting)
     results = []
