@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 
 from ray import serve
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import PtuningError
-from .engine import Engine, ServingConfig
+from .engine import Engine, ServingConfig, server_precision
 from .http import create_app, engine_models
 
 REPLICA, INGRESS = "AdapterReplica", "Ingress"
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except PtuningError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    server_precision(config, os.environ)  # a local Ray's replicas inherit this process's environment
     ray.init()
     serve.start(http_options={"host": a.host, "port": a.port})
     serve.run(build_app(config, adapters, min_replicas=a.min_replicas, max_replicas=a.max_replicas),
