@@ -40,7 +40,7 @@ HEAD_SUFFIXES = ("classifier", "score")  # PEFT's modules_to_save for SEQ_CLS, m
 
 _cache: dict[tuple[str, str, str, str], "Backbone"] = {}
 _cache_lock = threading.Lock()  # guards _cache and _loading; held for a dictionary look-up, never for a load
-_loading: dict[tuple[str, str, str], threading.Lock] = {}  # one lock per model being loaded
+_loading: dict[tuple[str, str, str, str], threading.Lock] = {}  # one lock per model being loaded
 # A model's missing weights are drawn from the process-wide generator seeded at 0 (as PEFT users get them): two
 # constructions at once would interleave their draws, so they take turns. Only construction: downloads come first.
 _seeded_init = threading.Lock()

@@ -20,15 +20,7 @@ from dataclasses import dataclass
 
 from .config import Method
 from .estimate import Calibration, Estimate, estimate_run
-from .training_args import (
-    BIAS_LR,
-    HEAD_LR,
-    LATE_PROMPT_LR,
-    PROMPT_LR,
-    SHORT_RUN_EVALUATIONS,
-    TrainingArguments,
-    auto_epochs,
-)
+from .training_args import BIAS_LR, HEAD_LR, SHORT_RUN_EVALUATIONS, TrainingArguments, auto_epochs, auto_lr
 
 __all__ = ["BUDGET_EPOCHS", "BUDGET_SHARE", "MIN_BUDGET_LENGTH", "Plan", "Workload", "lr_schedule", "make_plan",
            "shorter_lengths"]
@@ -51,18 +43,27 @@ MIN_BUDGET_LENGTH = 64
 LATE_START_TEXTS = 1000
 
 
+def late_start_layer(num_layers: int) -> int:
+    """A later start on a backbone of ``num_layers``: a third of the way up, at least 1 (0 with fewer than 2 layers).
+
+    >>> late_start_layer(6), late_start_layer(12), late_start_layer(2), late_start_layer(1)
+    (2, 4, 1, 0)
+    """
+    return max(1, num_layers // 3) if num_layers >= 2 else 0
+
+
 def auto_start_layer(method: Method, num_layers: int, n_train: int) -> int:
-    """The layer a deep adapter trains from when none is given: a third of ``num_layers`` (at least 1) with
-    ``n_train`` of LATE_START_TEXTS or more, else 0 (and 0 for every other method).
+    """The layer a deep adapter trains from when none is given: ``late_start_layer`` with ``n_train`` of
+    LATE_START_TEXTS or more, else 0 (and 0 for every other method).
 
     >>> auto_start_layer(Method.DEEP, 6, 2000), auto_start_layer(Method.DEEP, 6, 600)
     (2, 0)
     >>> auto_start_layer(Method.DEEP, 12, 5000), auto_start_layer(Method.PROMPT, 6, 5000)
     (4, 0)
     """
-    if Method(method) != Method.DEEP or n_train < LATE_START_TEXTS or num_layers < 2:
+    if Method(method) != Method.DEEP or n_train < LATE_START_TEXTS:
         return 0
-    return max(1, num_layers // 3)
+    return late_start_layer(num_layers)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def _automatic(args: TrainingArguments, work: Workload) -> Plan:
     steps_per_epoch = math.ceil(math.ceil(work.n_train / args.batch_size) / work.processes)
     plan = Plan(
         epochs=epochs,
-        lr=args.lr if args.lr is not None else LATE_PROMPT_LR if late else PROMPT_LR[work.method],
+        lr=args.lr if args.lr is not None else auto_lr(work.method, work.start_layer),
         head_lr=args.head_lr if args.head_lr is not None else HEAD_LR,
         bias_lr=args.bias_lr if args.bias_lr is not None else BIAS_LR,
         max_length=work.max_length,

@@ -32,15 +32,14 @@ from .metrics import primary_metric
 from .model import PromptClassifier
 from .train import Callback, TrainState, train
 from .backbones import load_backbone
-from .plan import auto_start_layer
+from .plan import auto_start_layer, late_start_layer
 from .training_args import (
     HEAD_LR,
-    LATE_PROMPT_LR,
     MIN_SELECTION_EXAMPLES,
-    PROMPT_LR,
     SHORT_RUN_EVALUATIONS,
     TrainingArguments,
     auto_epochs,
+    auto_lr,
 )
 
 # The space searched, around the defaults measured in BENCHMARKS.md (5 deep vectors; lr 1e-2 to 3e-2; head 1e-2).
@@ -211,7 +210,7 @@ class _Space:
         defaults = PromptConfig(labels=["a", "b"], **{k: v for k, v in fixed.items() if k not in ("labels", "task")})
         layers = load_backbone(defaults.base_model or None, args.device).num_layers
         default_start = auto_start_layer(Method.DEEP, layers, n_given)  # train()'s rule: on all the texts given
-        third = auto_start_layer(Method.DEEP, layers, max(n_given, 10**9))  # what a late start means on this model
+        third = late_start_layer(layers)
         open_start = fixed.get("start_layer") is None and third > 0
         placement_sets_length = str(defaults.placement).strip().lower() not in _NAMED_PLACEMENTS
         most = args.epochs or auto_epochs(n_train, args.batch_size)  # the automatic epochs a plan would take
@@ -234,7 +233,7 @@ class _Space:
         """The searched settings at the values ``train()`` would choose by itself."""
         method = Method(self.fixed["method"] if self.methods is None else PromptConfig.method)
         start = self.default_start if method == Method.DEEP else 0
-        lr = LATE_PROMPT_LR if start else PROMPT_LR[method]
+        lr = auto_lr(method, start)
         epochs = self.epochs and min(max(self.late_epochs if start else self.epochs[1], self.epochs[0]), self.epochs[1])
         values = {"method": method.value, "num_virtual_tokens": PromptConfig.num_virtual_tokens, "start_layer": start,
                   "bias_offsets": False, "lr": lr, "head_lr": HEAD_LR, "epochs": epochs}  # fmt: skip

@@ -183,6 +183,15 @@ class TrainingArguments:
                 raise ConfigError(message)
 
 
+def auto_lr(method: Method, start_layer: int = 0) -> float:
+    """The prompt's automatic learning rate: ``PROMPT_LR`` of the method, or ``LATE_PROMPT_LR`` from a later layer.
+
+    >>> auto_lr(Method.DEEP), auto_lr(Method.DEEP, start_layer=2)
+    (0.01, 0.03)
+    """
+    return LATE_PROMPT_LR if start_layer > 0 else PROMPT_LR[Method(method)]
+
+
 def auto_epochs(n_train: int, batch_size: int, processes: int = 1, late: bool = False) -> int:
     """Epochs for about ``STEP_BUDGET`` steps: many passes over small data, one or two over large data; for a
     ``late`` start (``start_layer`` above 0), about ``LATE_STEP_BUDGET`` steps and at least ``MIN_LATE_EPOCHS``.
