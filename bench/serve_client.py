@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from common import REPO, Clock, Run, log, median, movie_split, percentile, setup
-from serve_load import start_server, stop_server
+from serve_load import add_server_options, start_server, stop_server
 
 
 def main() -> None:
@@ -36,11 +36,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--warmup-seconds", type=float, default=3.0)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--name", default=None)
+    add_server_options(p)
     p.add_argument("--client", nargs=3, metavar=("URL", "K", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.client:

@@ -48,11 +48,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs of each cell; the median one is reported")
     p.add_argument("--baseline-requests", type=int, default=200, help="texts for (a), (b) and the ceiling")
     p.add_argument("--memory-adapters", type=int, default=1000)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--name", default=None)
+    add_server_options(p)
     p.add_argument("--memory-child", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_child:
@@ -104,26 +100,42 @@ def make_adapters(root: Path, n: int, seed: int) -> list[str]:
     return dirs
 
 
-def start_server(dirs: list[str], args) -> dict:
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """The flags ``start_server`` reads, with those every serving benchmark shares (seed, threads, result name)."""
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--name", default=None)
+
+
+def start_server(dirs: list[str], args, options: tuple[str, ...] = (), log_path: Path | None = None) -> dict:
+    """``python -m ptuning serve`` on a free loopback port serving ``dirs`` as a0, a1, ... (more serve ``options``
+    given), once it answers /health; its stderr to ``log_path`` when given. ``{process, url, host, port}``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     specs = [x for i, d in enumerate(dirs) for x in ("--adapter", f"a{i}={d}")]
     command = [sys.executable, "-m", "ptuning", "serve", "--port", str(port), "--max-queue", "100000",
-               "--max-wait-ms", str(args.max_wait_ms), "--max-batch-size", str(args.max_batch_size), *specs]
+               "--max-wait-ms", str(args.max_wait_ms), "--max-batch-size", str(args.max_batch_size), *options,
+               *specs]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stderr = log_path.open("w") if log_path is not None else subprocess.DEVNULL
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     import httpx
 
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(3000):  # registering thousands of adapters loads each once
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return {"process": process, "url": url}
+                return {"process": process, "url": url, "host": "127.0.0.1", "port": port}
         except httpx.TransportError:
             time.sleep(0.2)
+        if process.poll() is not None:
+            break
     process.kill()
-    sys.exit("the server did not start")
+    why = f": {log_path.read_text()[-2000:]}" if log_path is not None else ""
+    sys.exit(f"the server did not start{why}")
 
 
 def stop_server(server: dict) -> None:

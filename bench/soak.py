@@ -24,15 +24,12 @@ import json
 import math
 import random
 import re
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import LABELS, REPO, Clock, Run, log, median, movie_split, percentile, setup
-from serve_load import post
+from common import LABELS, Clock, Run, log, median, movie_split, percentile, setup
+from serve_load import add_server_options, post, start_server, stop_server
 
 KINDS = (
     dict(method="deep"),
@@ -51,12 +48,8 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--hot", type=float, default=0.8, help="share of requests that go to the hot adapters")
     p.add_argument("--hot-adapters", type=int, default=50)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=None)
+    add_server_options(p)
     p.add_argument("--plot", action="store_true", help="also draw bench/results/NAME.png")
-    p.add_argument("--name", default=None)
     args = p.parse_args()
     setup(args)
     run = Run(args.name or "soak", args)
@@ -65,13 +58,12 @@ def main() -> None:
         with Clock() as made:
             dirs = make_adapters(Path(tmp), args.adapters, args.seed)
         log(f"{len(dirs)} adapters saved in {made.wall:.0f} s")
-        server = start_server(dirs, args, Path(tmp) / "server.log")
+        server = start_server(dirs, args, ("--max-loaded", str(args.max_loaded)), Path(tmp) / "server.log")
         try:
             minutes = asyncio.run(soak(server, texts, args))
             parity = check_parity(server, dirs, texts, args)
         finally:
-            server["process"].terminate()
-            server["process"].wait(timeout=60)
+            stop_server(server)
     result = {"minutes": minutes, "parity": parity, "targets": targets(minutes, parity), "kinds": KINDS}
     path = run.write(result)
     if args.plot:
@@ -99,31 +91,6 @@ def make_adapters(root: Path, n: int, seed: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- the server
-def start_server(dirs: list[str], args, log_path: Path) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    specs = [x for i, d in enumerate(dirs) for x in ("--adapter", f"a{i}={d}")]
-    command = [sys.executable, "-m", "ptuning", "serve", "--port", str(port), "--max-queue", "100000",
-               "--max-loaded", str(args.max_loaded), "--max-wait-ms", str(args.max_wait_ms),
-               "--max-batch-size", str(args.max_batch_size), *specs]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_path.open("w"))
-    import httpx
-
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(3000):  # registering 2,000 adapters loads each once
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                log(f"server up (pid {process.pid})")
-                return {"process": process, "url": url, "host": "127.0.0.1", "port": port}
-        except httpx.TransportError:
-            time.sleep(0.2)
-        if process.poll() is not None:
-            break
-    process.kill()
-    sys.exit(f"the server did not start: {log_path.read_text()[-2000:]}")
-
-
 def server_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
