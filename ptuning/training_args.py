@@ -68,7 +68,8 @@ class TrainingArguments:
         default=None,
         metadata={
             "help": f"Passes over the training data; empty: chosen from its size (about {STEP_BUDGET} steps, "
-            f"{MIN_AUTO_EPOCHS} to {MAX_AUTO_EPOCHS} epochs)."
+            f"{MIN_AUTO_EPOCHS} to {MAX_AUTO_EPOCHS} epochs; from a later start layer about {LATE_STEP_BUDGET} "
+            f"steps, at least {MIN_LATE_EPOCHS})."
         },
     )
     lr: float | None = field(
@@ -76,7 +77,7 @@ class TrainingArguments:
         metadata={
             "help": "Learning rate of the prompt (and its encoder or deep tables); empty: by method ("
             + ", ".join(f"{m.value} {lr:g}" for m, lr in PROMPT_LR.items())
-            + ")."
+            + f"; from a later start layer {LATE_PROMPT_LR:g})."
         },
     )
     head_lr: float | None = field(
