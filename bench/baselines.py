@@ -49,7 +49,9 @@ def main() -> None:
     p.add_argument("--lr-full", type=float, default=5e-5)
     p.add_argument("--lr-p-tuning", type=float, default=3e-3)
     p.add_argument("--lr-lora", type=float, default=5e-4)
-    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (alpha = 2 r, on query and value, dropout 0.1)")
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (alpha = 2 r, dropout 0.1)")
+    p.add_argument("--lora-targets", nargs="+", default=["query", "value"],
+                   help="the modules LoRA adapts (PEFT's target_modules; all-linear: every linear layer but the output)")
     p.add_argument("--data", choices=NAMES, default="movie")
     p.add_argument("--lr-prompt", type=float, nargs="+", default=[1e-2, 3e-2])
     p.add_argument("--head-lr", type=float, default=HEAD_LR, help="the frozen-backbone heads (ptuning's head_lr)")
@@ -185,6 +187,10 @@ def train_head(head, x_tr, y_tr, x_te, y_te, epochs: int, args) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- HF loops
+def _lora_targets(names: list[str]) -> list[str] | str:
+    return "all-linear" if names == ["all-linear"] else names
+
+
 def build(method: str, path: str, args, pad_id: int):
     """The model to train and how many positions PEFT adds to every sequence."""
     model = load_classifier(path, args.seed)
@@ -195,7 +201,7 @@ def build(method: str, path: str, args, pad_id: int):
 
     if method == "peft-lora":  # what a user picks instead of a prompt: low-rank updates of attention, head trained
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=2 * args.lora_r,
-                            lora_dropout=0.1, target_modules=["query", "value"])  # fmt: skip
+                            lora_dropout=0.1, target_modules=_lora_targets(args.lora_targets))  # fmt: skip
         seed_everything(args.seed)
         return get_peft_model(model, config), 0
     common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": args.num_virtual_tokens}
