@@ -52,6 +52,8 @@ def main() -> None:
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (alpha = 2 r, dropout 0.1)")
     p.add_argument("--lora-targets", nargs="+", default=["query", "value"],
                    help="the modules LoRA adapts (PEFT's target_modules; all-linear: every linear layer but the output)")
+    p.add_argument("--lora-layers", type=int, nargs="+", default=None,
+                   help="only these transformer layers (PEFT's layers_to_transform; default: all)")
     p.add_argument("--data", choices=NAMES, default="movie")
     p.add_argument("--lr-prompt", type=float, nargs="+", default=[1e-2, 3e-2])
     p.add_argument("--head-lr", type=float, default=HEAD_LR, help="the frozen-backbone heads (ptuning's head_lr)")
@@ -201,7 +203,8 @@ def build(method: str, path: str, args, pad_id: int):
 
     if method == "peft-lora":  # what a user picks instead of a prompt: low-rank updates of attention, head trained
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=2 * args.lora_r,
-                            lora_dropout=0.1, target_modules=_lora_targets(args.lora_targets))  # fmt: skip
+                            lora_dropout=0.1, target_modules=_lora_targets(args.lora_targets),
+                            layers_to_transform=args.lora_layers)  # fmt: skip
         seed_everything(args.seed)
         return get_peft_model(model, config), 0
     common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": args.num_virtual_tokens}

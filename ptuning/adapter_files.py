@@ -52,6 +52,7 @@ MAX_ADAPTER_BYTES = 256 * 2**20  # an uploaded adapter zip, uncompressed
 WEIGHTS_SHA256 = "weights_sha256"  # in ptuning_config.json: the digest of each weights file saved with it
 _HEAD_PREFIX, _OWN_HEAD_PREFIX, _DEEP = "base_model.", "ptuning.head.", "ptuning.deep_prompts"
 _OFFSETS = "ptuning.bias_offsets."  # + the target module's name (offsets.offset_targets)
+_LOW_RANK = "ptuning.low_rank."  # + the target linear layer's name + ".lora_A" ([in, r]) or ".lora_B" ([r, out])
 
 
 def save_adapter(clf, directory: str | Path) -> Path:
@@ -74,6 +75,10 @@ def save_adapter(clf, directory: str | Path) -> Path:
         if clf.offsets is not None:
             for name, value in clf.offsets().items():
                 tensors[_OFFSETS + name] = value.detach().float().cpu().contiguous()
+        if clf.low_rank is not None:
+            for name, pair in clf.low_rank().items():
+                for part, value in zip(("lora_A", "lora_B"), pair):
+                    tensors[f"{_LOW_RANK}{name}.{part}"] = value.detach().float().cpu().contiguous()
     weights = {ADAPTER_WEIGHTS: safetensors_bytes(tensors, metadata={"format": "pt"})}
     if cfg.method == Method.P_TUNING and not isinstance(clf.prompt, PromptTable):
         encoder = {k: v.detach().float().cpu().contiguous() for k, v in clf.prompt.state_dict().items()}
@@ -292,6 +297,15 @@ def load_adapter(cls, directory: str | Path, *, device=None, base_model: str | N
                     raise AdapterError(f"{ADAPTER_WEIGHTS}: '{_OFFSETS + name}' is missing or not of shape "
                                        f"{tuple(value.shape)}: the adapter was made for another base model")  # fmt: skip
                 value.copy_(saved)
+        if clf.low_rank is not None:
+            for name, pair in clf.low_rank().items():
+                for part, value in zip(("lora_A", "lora_B"), pair):
+                    key = f"{_LOW_RANK}{name}.{part}"
+                    saved = tensors.get(key)
+                    if saved is None or saved.shape != value.shape:
+                        raise AdapterError(f"{ADAPTER_WEIGHTS}: '{key}' is missing or not of shape {tuple(value.shape)}: "
+                                           "the adapter was made for another base model or rank")  # fmt: skip
+                    value.copy_(saved)
     _check_digests(recorded, digests)
     clf.head.requires_grad_(config.train_head)
     clf.prompt.requires_grad_(config.start_layer == 0)  # the loaded table trains only from layer 0

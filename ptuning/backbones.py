@@ -29,6 +29,7 @@ try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, 
     from httpx2 import HTTPError as _TransportError
 except ImportError:  # pragma: no cover
     from httpx import HTTPError as _TransportError
+from .offsets import HOOKED, low_rank_delta
 from .placement import SpecialLayout, special_layout
 from .seeding import own_dropout
 
@@ -52,6 +53,9 @@ deep_prompts: contextvars.ContextVar = contextvars.ContextVar("ptuning_deep_prom
 # ``(offsets, rows, (B, L))``: the bias offsets of the forward pass running in this thread/task (``offsets.py``): per
 # target module name, ``[adapters, width]``; ``rows`` ``[B]`` is the adapter of each row of the ``[B, L]`` batch.
 bias_offsets: contextvars.ContextVar = contextvars.ContextVar("ptuning_bias_offsets", default=None)
+# ``(updates, rows, (B, L))``: the low-rank updates of the forward pass running in this thread/task (``offsets.py``):
+# per target linear layer's name, ``(A [adapters, in, r], B [adapters, r, out])``; ``rows`` as for the offsets.
+low_rank: contextvars.ContextVar = contextvars.ContextVar("ptuning_low_rank", default=None)
 # ``(K, states)``: the forward pass running in this thread/task starts at layer K from ``states`` (what layers below K
 # computed before; ``PromptClassifier.lower_states``), and the layers below K return without computing.
 start_at: contextvars.ContextVar = contextvars.ContextVar("ptuning_start_at", default=None)
@@ -120,7 +124,8 @@ class Backbone:
 
     def enable_offsets(self) -> None:
         """Hook every linear layer and LayerNorm of the transformer layers so that passes can add per-row bias
-        offsets (``offsets.py``); done once, when the first adapter with offsets is made on this backbone. A module
+        offsets and low-rank updates (``offsets.py``); done once, when the first adapter with either is made on this
+        backbone. A module
         with a forward hook leaves PyTorch's fast call path, which cost single-text latency a few percent
         (BENCHMARKS.md, issue 22): backbones whose adapters have no offsets keep the fast path."""
         with self._offsets_lock:  # two adapters made at once hook the layers once
@@ -128,7 +133,7 @@ class Backbone:
                 return
             for i, layer in enumerate(self.layers):
                 for name, module in layer.named_modules():
-                    if isinstance(module, (nn.Linear, nn.LayerNorm)):  # offsets.TARGETS
+                    if isinstance(module, HOOKED):
                         module.register_forward_hook(_make_offset_hook(f"{i}.{name}"))
             self.offsets_enabled = True
 
@@ -198,12 +203,16 @@ def _make_deep_hook(layer: int):
 
 def _make_offset_hook(name: str):
     def hook(module, args, output):
-        state = bias_offsets.get()
+        state, updates = bias_offsets.get(), low_rank.get()
+        if updates is not None and name in updates[0] and tuple(output.shape[:2]) == updates[2]:
+            # (not the batch's states when the shape differs: DeBERTa also projects its position table)
+            a, b = updates[0][name]
+            output = output + low_rank_delta(args[0], a, b, updates[1]).to(output.dtype)
         if state is None or name not in state[0]:
-            return None
+            return output
         offsets, rows, shape = state
-        if tuple(output.shape[:2]) != shape:  # not the batch's states (DeBERTa also projects its position table)
-            return None
+        if tuple(output.shape[:2]) != shape:
+            return output
         shift = offsets[name][rows]  # [B, width]
         return output + shift.view(shift.shape[0], *([1] * (output.dim() - 2)), shift.shape[1]).to(output.dtype)
 

@@ -84,7 +84,7 @@ def calibrate(clf: PromptClassifier, examples: Sequence, batch_size: int) -> Cal
     c = clf.config
     longest = max((len(e.input_ids) for e in examples), default=1)
     key = (clf.backbone.name, str(clf.device), c.method.value, c.num_virtual_tokens, c.pooling.value, c.task, longest,
-           c.start_layer, c.bias_offsets)  # fmt: skip
+           c.start_layer, c.bias_offsets, c.lora_rank)  # fmt: skip
     with _cache_lock:
         if key in _cache:
             return _cache[key]

@@ -3,7 +3,8 @@
 The forward pass, for every placement and method alike:
 1. word embeddings of the real tokens (``get_input_embeddings()``), prompt vector k wherever ``prompt_slots == k``;
 2. the backbone's own forward on ``inputs_embeds``: it adds position and token-type embeddings once, over the
-   whole sequence; ``deep`` adapters overwrite the prompt positions before every later layer (a pre-hook);
+   whole sequence; ``deep`` adapters overwrite the prompt positions before every later layer (a pre-hook), and bias
+   offsets and low-rank updates add to the outputs of the linear layers (forward hooks; ``offsets.py``);
 3. the head: the backbone's own head and pooling (``pooling="model"``, PEFT's layout) or a pooled hidden state
    and a linear layer of ours.
 
@@ -23,11 +24,11 @@ import torch
 from torch import nn
 
 from .adapter_files import CARD_FILE, load_adapter, save_adapter
-from .backbones import Backbone, PassStopped, bias_offsets, deep_prompts, load_backbone, start_at, stop_after
+from .backbones import Backbone, PassStopped, bias_offsets, deep_prompts, load_backbone, low_rank, start_at, stop_after
 from .batching import collate, encode, length_grouped_batches
 from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
-from .offsets import BiasOffsets, stacked_offsets
+from .offsets import BiasOffsets, LowRankUpdates, stacked_low_rank, stacked_offsets
 from .errors import ConfigError
 from .hub import adapter_directory, push_adapter
 from .placement import parse_placement
@@ -98,15 +99,18 @@ class PromptClassifier(nn.Module):
                               f"{config.start_layer}")  # fmt: skip
         self.deep = DeepPrompts(backbone.num_layers, init, config.start_layer) if config.method == Method.DEEP else None
         self.prompt.requires_grad_(config.start_layer == 0)  # below a later start, the input prompt stays as it is
-        self.offsets = None
-        if config.bias_offsets:
+        self.offsets = self.low_rank = None
+        if config.bias_offsets or config.lora_rank:
             backbone.enable_offsets()
+        if config.bias_offsets:
             self.offsets = BiasOffsets(backbone.layers, config.start_layer)
         if config.pooling == Pooling.MODEL:
             self.head = backbone.new_head(config.num_labels, generator)
         else:
             self.head = LinearHead(backbone.hidden_size, config.num_labels, config.head_dropout, generator)
         self.head.requires_grad_(config.train_head)
+        if config.lora_rank:  # drawn last: the other parts start as they would without it
+            self.low_rank = LowRankUpdates(backbone.layers, config.lora_rank, config.start_layer, generator)
         self.to(backbone.device)
 
     # ----------------------------------------------------------------------------------------------- inputs
@@ -201,7 +205,7 @@ class PromptClassifier(nn.Module):
     def peft_incompatible_reason(self) -> str | None:
         """Why PEFT cannot load this adapter, or None when it can."""
         c = self.config
-        return peft_incompatible_reason(c.method, c.placement, c.pooling, c.bias_offsets)
+        return peft_incompatible_reason(c.method, c.placement, c.pooling, c.bias_offsets, c.lora_rank)
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's format) and ptuning's own files."""
@@ -252,11 +256,12 @@ class PromptClassifier(nn.Module):
 
 
 # What an adapter started from another one's prompt takes of it (``start_from``): the settings that shape the prompt
-PROMPT_SHAPE = ("method", "num_virtual_tokens", "encoder_type", "encoder_hidden_size", "start_layer", "bias_offsets")
+PROMPT_SHAPE = ("method", "num_virtual_tokens", "encoder_type", "encoder_hidden_size", "start_layer", "bias_offsets",
+                "lora_rank")
 
 
 def start_from(clf: PromptClassifier, source: PromptClassifier) -> bool:
-    """Start ``clf``'s prompt (its table or encoder, deep tables, bias offsets) at ``source``'s, and its head too when
+    """Start ``clf``'s prompt (its table or encoder, deep tables, bias offsets, low-rank updates) at ``source``'s, and its head too when
     both classify into the same labels the same way; returns whether the head was taken. A ConfigError when the two
     do not share a base model and the settings that shape a prompt (``PROMPT_SHAPE``).
 
@@ -276,7 +281,7 @@ def start_from(clf: PromptClassifier, source: PromptClassifier) -> bool:
             clf.prompt.embedding.weight.copy_(source.prompt_vectors())
         else:
             clf.prompt.load_state_dict(source.prompt.state_dict())
-        for mine, theirs in ((clf.deep, source.deep), (clf.offsets, source.offsets)):
+        for mine, theirs in ((clf.deep, source.deep), (clf.offsets, source.offsets), (clf.low_rank, source.low_rank)):
             if mine is not None:
                 mine.load_state_dict(theirs.state_dict())
         same_head = (source.config.labels, source.config.task, source.config.pooling) == (
@@ -342,8 +347,8 @@ def forward_mixed(
 
 @contextmanager
 def _per_row(adapters: Sequence[PromptClassifier], rows: torch.Tensor, slots: torch.Tensor, start_states):
-    """What the backbone's hooks read during one pass (``backbones``): each row's deep tables and bias offsets, and
-    the layer the pass starts at; reset afterwards, whatever happens."""
+    """What the backbone's hooks read during one pass (``backbones``): each row's deep tables, bias offsets and
+    low-rank updates, and the layer the pass starts at; reset afterwards, whatever happens."""
     has_deep = [a.deep is not None and a.placement.num_prompt > 0 for a in adapters]  # no vectors: nothing to set
     tokens = []
     try:
@@ -356,6 +361,9 @@ def _per_row(adapters: Sequence[PromptClassifier], rows: torch.Tensor, slots: to
         if any(a.offsets is not None for a in adapters):
             offsets = stacked_offsets([a.offsets() if a.offsets is not None else None for a in adapters])
             tokens.append((bias_offsets, bias_offsets.set((offsets, rows, tuple(slots.shape)))))
+        if any(a.low_rank is not None for a in adapters):
+            updates = stacked_low_rank([a.low_rank() if a.low_rank is not None else None for a in adapters])
+            tokens.append((low_rank, low_rank.set((updates, rows, tuple(slots.shape)))))
         if start_states is not None:
             if len(adapters) != 1 or not adapters[0].config.start_layer:
                 raise ConfigError("start_states are for one adapter with a start_layer above 0")

@@ -62,6 +62,7 @@ def card_info(clf, directory: Path, repo_id: str | None = None) -> dict:
         "num_virtual_tokens": cfg.num_virtual_tokens,
         "start_layer": cfg.start_layer,
         "bias_offsets": cfg.bias_offsets,
+        "lora_rank": cfg.lora_rank,
         "peft_compatible": clf.peft_incompatible_reason is None,
         "peft_incompatible_reason": clf.peft_incompatible_reason,
         "metrics": info.get("metrics"),
@@ -255,6 +256,9 @@ def _what_it_is(info: dict[str, Any], base: str, task: str) -> list[str]:
         facts.append(("Trained from layer", f"{int(info['start_layer'])} (the prompts below it stay at their start)"))
     if info.get("bias_offsets"):
         facts.append(("Bias offsets", "trained (BitFit-style, per adapter, from the start layer up)"))
+    if isinstance(info.get("lora_rank"), int) and not isinstance(info["lora_rank"], bool) and info["lora_rank"] > 0:
+        facts.append(("Low-rank updates", f"rank {info['lora_rank']} (LoRA-style, per adapter, every linear layer from "
+                                          "the start layer up)"))  # fmt: skip
     if info.get("trainable_params") is not None:
         facts.append(("Trainable parameters", f"{int(info['trainable_params']):,}"))
     if info.get("adapter_bytes") is not None:

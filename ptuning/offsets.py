@@ -9,12 +9,17 @@ all-MiniLM-L6-v2 the offsets of all six layers are 25,344 numbers (99 KiB in fp3
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 # The modules whose outputs get an offset: every linear layer (attention's query, key, value and output, the
-# feed-forward's two) and every LayerNorm inside a transformer layer.
+# feed-forward's two) and every LayerNorm inside a transformer layer; low-rank updates go to the linear layers,
+# GPT-2's ``Conv1D`` included. The backbone hooks them all (``Backbone.enable_offsets``).
 TARGETS = (nn.Linear, nn.LayerNorm)
+HOOKED = (nn.Linear, nn.LayerNorm, Conv1D)
 
 
 def offset_targets(layers: nn.ModuleList, start_layer: int = 0) -> list[tuple[str, int]]:
@@ -52,3 +57,78 @@ def stacked_offsets(tables: list[dict[str, torch.Tensor] | None]) -> dict[str, t
         like = next(t[name] for t in tables if t is not None and name in t)
         out[name] = torch.stack([t[name] if t is not None and name in t else torch.zeros_like(like) for t in tables])
     return out
+
+
+# --------------------------------------------------------------------------------------------- low-rank updates
+# Low-rank updates (LoRA, Hu et al. 2022) of every linear layer from the adapter's start layer up: the layer's output
+# gains ``scale * x @ A @ B``, A ``[in, r]`` drawn as PEFT draws it and B ``[r, out]`` zeros at the start (the backbone
+# as it is), scale = alpha / r with alpha = 2 r, as the LoRA baselines ran (BENCHMARKS.md, issue 22). Per row like the
+# offsets: a pass over rows of several adapters multiplies each row by its own adapter's A and B (``low_rank_delta``).
+LORA_SCALE = 2.0
+
+
+def low_rank_targets(layers: nn.ModuleList, start_layer: int = 0) -> list[tuple[str, int, int]]:
+    """``(name, in, out)`` of every linear layer of ``layers[start_layer:]`` (GPT-2's transposed ``Conv1D`` too),
+    named as ``offset_targets`` names them."""
+    out = []
+    for i in range(start_layer, len(layers)):
+        for name, module in layers[i].named_modules():
+            if isinstance(module, nn.Linear):
+                out.append((f"{i}.{name}", module.in_features, module.out_features))
+            elif isinstance(module, Conv1D):
+                out.append((f"{i}.{name}", module.nx, module.nf))
+    return out
+
+
+class LowRankUpdates(nn.Module):
+    """One adapter's low-rank updates; ``forward()`` maps each target linear layer's name to its ``(A, B)``."""
+
+    def __init__(self, layers: nn.ModuleList, rank: int, start_layer: int = 0, generator: torch.Generator | None = None):
+        super().__init__()
+        targets = low_rank_targets(layers, start_layer)
+        self.names = [name for name, _, _ in targets]
+        self.rank = rank
+        self.a = nn.ParameterList()
+        self.b = nn.ParameterList()
+        for _, width_in, width_out in targets:
+            bound = 1 / math.sqrt(width_in)  # kaiming_uniform_(a=sqrt(5)), what nn.Linear and PEFT's lora_A start at
+            a = torch.empty(width_in, rank).uniform_(-bound, bound, generator=generator)
+            self.a.append(nn.Parameter(a))
+            self.b.append(nn.Parameter(torch.zeros(rank, width_out)))
+
+    def forward(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return dict(zip(self.names, zip(self.a, self.b)))
+
+
+def stacked_low_rank(tables: list[dict | None]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each target's ``(A, B)`` of every adapter of a pass, ``[adapters, in, r]`` and ``[adapters, r, out]``, at the
+    largest rank of the pass: a lower rank is padded with zeros, and an adapter without the target gets zeros, which
+    add nothing."""
+    names = list(dict.fromkeys(name for t in tables if t is not None for name in t))
+    out = {}
+    for name in names:
+        pairs = [t.get(name) if t is not None else None for t in tables]
+        a0, b0 = next(p for p in pairs if p is not None)
+        rank = max(p[0].shape[1] for p in pairs if p is not None)
+        if len(pairs) == 1:
+            out[name] = (a0[None], b0[None])
+            continue
+        a_all = a0.new_zeros(len(pairs), a0.shape[0], rank)
+        b_all = b0.new_zeros(len(pairs), rank, b0.shape[1])
+        for k, p in enumerate(pairs):
+            if p is not None:
+                a_all[k, :, : p[0].shape[1]] = p[0]
+                b_all[k, : p[1].shape[0]] = p[1]
+        out[name] = (a_all, b_all)
+    return out
+
+
+def low_rank_delta(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """What the low-rank updates add to a linear layer's output for input ``x`` ``[B, ..., in]``: row i's adapter
+    ``rows[i]`` of ``a`` ``[adapters, in, r]`` and ``b`` ``[adapters, r, out]``."""
+    a, b = a.to(x.dtype), b.to(x.dtype)
+    if a.shape[0] == 1:  # one adapter (a training step): two plain matrix products
+        return (x @ a[0]) @ b[0] * LORA_SCALE
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, in]
+    out = torch.bmm(torch.bmm(flat, a[rows]), b[rows]) * LORA_SCALE
+    return out.reshape(*x.shape[:-1], b.shape[-1])

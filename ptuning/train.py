@@ -711,6 +711,7 @@ def run_info(t: Trainer, metrics: dict, description: str | None) -> dict:
             "learning_rate": plan.lr,
             "head_learning_rate": plan.head_lr,
             **({"bias_learning_rate": plan.bias_lr} if t.clf.offsets is not None else {}),
+            **({"lora_learning_rate": plan.lora_lr} if t.clf.low_rank is not None else {}),
             "batch_size": args.batch_size,
             "warmup_ratio": args.warmup_ratio,
             "weight_decay": args.weight_decay,
@@ -863,8 +864,8 @@ def _start_head_at(clf: PromptClassifier, value: float) -> None:
 
 def _optimizer(clf: PromptClassifier, plan: Plan, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters only: the prompt (and its encoder, deep tables) at ``lr``, the head at
-    ``head_lr``, the bias offsets at ``bias_lr``. Deep tables with frozen rows (a later start layer) take no weight
-    decay: it would move the rows that must stay as they started."""
+    ``head_lr``, the bias offsets at ``bias_lr``, the low-rank updates at ``lora_lr``. Deep tables with frozen rows (a
+    later start layer) take no weight decay: it would move the rows that must stay as they started."""
     prompt = [p for m in (clf.prompt, clf.deep) if m is not None for p in m.parameters() if p.requires_grad]
     head = [p for p in clf.head.parameters() if p.requires_grad]
     decay = 0.0 if clf.config.start_layer else weight_decay
@@ -873,6 +874,8 @@ def _optimizer(clf: PromptClassifier, plan: Plan, weight_decay: float) -> torch.
         groups.append({"params": head, "lr": plan.head_lr, "name": "head"})
     if clf.offsets is not None:
         groups.append({"params": list(clf.offsets.parameters()), "lr": plan.bias_lr, "name": "offsets"})
+    if clf.low_rank is not None:
+        groups.append({"params": list(clf.low_rank.parameters()), "lr": plan.lora_lr, "name": "low_rank"})
     return torch.optim.AdamW(groups, lr=plan.lr, weight_decay=weight_decay)
 
 

@@ -24,6 +24,9 @@ HEAD_LR = 1e-2
 # hundred steps 1e-3 moved them too little (movie 2,000, 5 epochs: 0.807, no gain); at 1e-2 (BENCHMARKS.md, issue 22;
 # 3 seeds each) they read 0.874 on 600 question types against 0.858 without, and 0.822 on movie 2,000 against 0.818.
 BIAS_LR = 1e-2
+# The low-rank updates (``lora_rank``): PEFT's LoRA of every linear layer at rank 8 read 0.852 on the full movie
+# split at 2e-3 (3 epochs, BENCHMARKS.md, issue 22), where the query-and-value LoRA at 5e-4 read 0.823.
+LORA_LR = 2e-3
 
 # A deep adapter that trains from a later layer (start_layer above 0) runs the upper layers only, from states kept
 # since the first epoch, and takes fewer, larger steps: on movie 2,000 (BENCHMARKS.md, issue 22; 3 seeds each) 5
@@ -85,6 +88,9 @@ class TrainingArguments:
     )
     bias_lr: float | None = field(
         default=None, metadata={"help": f"Learning rate of the bias offsets (bias_offsets); empty: {BIAS_LR:g}."}
+    )
+    lora_lr: float | None = field(
+        default=None, metadata={"help": f"Learning rate of the low-rank updates (lora_rank); empty: {LORA_LR:g}."}
     )
     batch_size: int = field(
         default=32,
@@ -168,6 +174,7 @@ class TrainingArguments:
             (self.lr is None or self.lr > 0, "lr must be positive"),
             (self.head_lr is None or self.head_lr >= 0, "head_lr must not be negative"),
             (self.bias_lr is None or self.bias_lr >= 0, "bias_lr must not be negative"),
+            (self.lora_lr is None or self.lora_lr >= 0, "lora_lr must not be negative"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must not be negative"),
