@@ -40,7 +40,7 @@ import torch
 
 from ptuning import PromptClassifier, PtuningError
 from ptuning.backbones import default_device
-from ptuning.config import EncoderType, Method, Pooling, PromptConfig
+from ptuning.config import MAX_LORA_RANK, EncoderType, Method, Pooling, PromptConfig
 from ptuning.data import (
     build_dataset, build_texts, check_trainable, cut_long_texts, detect_columns, label_distribution, parse_pasted,
     read_table,
@@ -348,6 +348,7 @@ class TrainForm:
     search_trials: int | None = 10
     start_layer: int | None = PROMPT_DEFAULTS["start_layer"]
     bias_offsets: bool = PROMPT_DEFAULTS["bias_offsets"]
+    lora_rank: int | None = PROMPT_DEFAULTS["lora_rank"]
     start_from_loaded: bool = False  # start the prompt from the adapter loaded on Classify (``train(init_from=...)``)
 
     def config(self, base_model: str) -> dict:
@@ -365,6 +366,7 @@ class TrainForm:
             "init_text": init_text,
             "start_layer": None if self.start_layer in (None, "") else int(self.start_layer),  # empty: automatic
             "bias_offsets": bool(self.bias_offsets),
+            "lora_rank": int(self.lora_rank or 0),
         }
 
     def args(self) -> TrainingArguments:
@@ -1086,6 +1088,8 @@ def train_settings(settings: AppSettings) -> list:
                                     precision=0, minimum=0, info=prompt_help("start_layer"))
             bias_offsets = gr.Checkbox(PROMPT_DEFAULTS["bias_offsets"], label="Bias offsets",
                                        info=prompt_help("bias_offsets"))
+            lora_rank = gr.Number(PROMPT_DEFAULTS["lora_rank"], label="Low-rank updates: rank (0 = none)", precision=0,
+                                  minimum=0, maximum=MAX_LORA_RANK, info=prompt_help("lora_rank"))
         start_from = gr.Checkbox(False, label="Start from the loaded adapter", elem_id="start-from-loaded",
                                  info="Start the prompt from the adapter loaded on Classify (one found on Browse, say) "
                                  "instead of from scratch: same base model, its method and prompt settings; its head "
@@ -1095,7 +1099,8 @@ def train_settings(settings: AppSettings) -> list:
                    epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
                    validation_split=validation_split, pooling=pooling, encoder_type=encoder_type, init_text=init_text,
                    patience=patience, time_budget_minutes=time_budget, search_settings=search, search_trials=trials,
-                   start_layer=start_layer, bias_offsets=bias_offsets, start_from_loaded=start_from)  # fmt: skip
+                   start_layer=start_layer, bias_offsets=bias_offsets, lora_rank=lora_rank,
+                   start_from_loaded=start_from)  # fmt: skip
     return [widgets[name] for name in FORM_FIELDS]  # a field without its widget fails here, at build time
 
 

@@ -9,7 +9,8 @@
    - ``bare``: AutoModelForSequenceClassification + its tokenizer under ``torch.inference_mode()`` (no prompt);
    - ``ours-default``: ``PromptClassifier.predict`` with the default adapter (5 deep vectors at the start, mean
      pooling); ``ours-p-tuning``: p-tuning, 20 vectors at the start, the backbone's [CLS] head (PEFT's layout);
-     ``ours-offsets``: the default trained from layer 2 with bias offsets (issue 22's kinds);
+     ``ours-offsets``: the default trained from layer 2 with bias offsets (issue 22's kinds); ``ours-lora8``: the
+     default from layer 2 with rank-8 low-rank updates of every linear layer from there up;
    - ``pipeline``: ``transformers.pipeline("text-classification", model=..., tokenizer=...)`` on the same model;
    - ``ours-prompt-nK`` / ``ours-deep-nK``: the default adapter (mean pooling, at the start) with K prompt vectors,
      for every K in ``--prompt-lengths`` and method in ``--length-methods``: what each prompt length costs
@@ -18,7 +19,9 @@
    batches sorted by length as ``predict`` sorts them (the prompt's overhead is measured against that one).
 3. Mixed adapters: k=8 adapters of different methods and placements on one backbone; one ``predict_mixed`` call
    over N texts (text i to adapter i mod 8) versus 8 ``predict`` calls, each over its own share; and, as the
-   ceiling no mixing scheme can beat, one adapter's single ``predict`` call over the same N texts.
+   ceiling no mixing scheme can beat, one adapter's single ``predict`` call over the same N texts. With
+   ``--mixed-lora R`` every one of the 8 also has its own rank-R low-rank updates (each row of a mixed batch then
+   multiplies by its own adapter's matrices).
 Adapters are untrained (speed does not depend on the weights). The bare model runs in ptuning's precision
 (``PTUNING_PRECISION``: bf16 autocast where the CPU has bf16 instructions); the pipeline in fp32. Texts are cut at 64 tokens on the bare/pipeline
 side; ``predict`` cuts only at the backbone's limit (no test sentence is longer than 64 tokens, so both see the same).
@@ -53,6 +56,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="alternating repeats of each batched/mixed measurement")
     p.add_argument("--prompt-lengths", type=int, nargs="*", default=[0, 5, 10, 20], help="extra adapters, K vectors each")
     p.add_argument("--length-methods", nargs="*", default=["prompt", "deep"], choices=("prompt", "p-tuning", "deep"))
+    p.add_argument("--mixed-lora", type=int, default=0, metavar="R", help="the mixed adapters with rank-R updates too")
     args = p.parse_args()
     setup(args)
     name = result_name("inference", args, ("latency_texts", "batch_texts", "repeats"), {"latency_texts": 200, "repeats": 3})
@@ -106,6 +110,7 @@ def build_systems(args) -> dict:
     ours_pt.eval()
     # the kinds of issue 22: a later start costs nothing at inference (the same pass); bias offsets add per-row hooks
     ours_offsets = PromptClassifier(labels=LABELS, start_layer=2, bias_offsets=True, device="cpu").eval()
+    ours_lora = PromptClassifier(labels=LABELS, start_layer=2, lora_rank=8, device="cpu").eval()
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cpu")
     lengths = {
         f"ours-{m}-n{k}": PromptClassifier(labels=LABELS, method=m, num_virtual_tokens=k, device="cpu").eval()
@@ -148,6 +153,7 @@ def build_systems(args) -> dict:
         "ours-default": predictors(ours),
         "ours-p-tuning": predictors(ours_pt),
         "ours-offsets": predictors(ours_offsets),
+        "ours-lora8": predictors(ours_lora),
         **{name: predictors(clf) for name, clf in lengths.items()},
         "pipeline": (lambda t: pipe(t, **cut), lambda b: pipe(b, batch_size=args.batch_size, **cut)),
     }
@@ -195,8 +201,10 @@ def mixed(texts: list[str], args) -> dict:
 
     torch.manual_seed(args.seed)
     adapters = [
-        PromptClassifier(labels=LABELS, method=m, placement=pl, pooling=po, device="cpu").eval() for m, pl, po in MIXED
-    ]
+        PromptClassifier(labels=LABELS, method=m, placement=pl, pooling=po, lora_rank=args.mixed_lora,
+                         device="cpu").eval()
+        for m, pl, po in MIXED
+    ]  # fmt: skip
     k = len(adapters)
     runs = []
     for n in args.mixed_sizes:
@@ -229,7 +237,7 @@ def mixed(texts: list[str], args) -> dict:
         })  # fmt: skip
         log(f"mixed N={n}: one call {median(one):.3f} s, {k} calls {median(sep):.3f} s")
     return {
-        "adapters": [{"method": m, "placement": pl, "pooling": po} for m, pl, po in MIXED],
+        "adapters": [{"method": m, "placement": pl, "pooling": po, "lora_rank": args.mixed_lora} for m, pl, po in MIXED],
         "runs": runs,
         "note": "single_adapter_s: adapters[0] alone over all N texts in one call; speedup_ceiling = separate_s / that",
     }

@@ -120,6 +120,9 @@ SERVED_ADAPTERS = {
     "regression": dict(task="regression", method="prompt", placement="end"),
     # the kinds of issue 22: trained from layer 1, with bias offsets (random, so that they change the answers)
     "late-offsets": dict(labels=["lo", "hi"], method="deep", start_layer=1, bias_offsets=True),
+    # low-rank updates, from layer 0 and from layer 1 (their B random, so that they change the answers)
+    "lora": dict(labels=["n", "p"], method="deep", lora_rank=4),
+    "late-lora-offsets": dict(labels=["l", "r", "s"], method="deep", start_layer=1, lora_rank=2, bias_offsets=True),
 }
 
 
@@ -138,5 +141,9 @@ def served(tiny, tmp_path_factory):
             with torch.no_grad():
                 for v in clf.offsets.values:
                     v.normal_(0, 0.5)
+        if clf.low_rank is not None:
+            with torch.no_grad():
+                for b in clf.low_rank.b:
+                    b.normal_(0, 0.5)
         dirs[name] = str(clf.save_pretrained(root / name))
     return base, dirs

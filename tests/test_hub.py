@@ -358,6 +358,13 @@ def test_card_names_a_later_start_layer_and_bias_offsets_only_when_used():
     assert "| Bias offsets | trained" in late
 
 
+@pytest.mark.parametrize("rank", [0, None, True, "8", -3])
+def test_card_names_low_rank_updates_only_when_there_are_some(rank):
+    assert "Low-rank updates" not in make_model_card({**CARD_INFO, "lora_rank": rank}).text
+    card = make_model_card({**CARD_INFO, "method": "deep", "start_layer": 2, "lora_rank": 8}).text
+    assert "| Low-rank updates | rank 8 (LoRA-style, per adapter, every linear layer from the start layer up) |" in card
+
+
 def test_card_without_results_has_no_model_index():
     card = make_model_card({"base_model": "prajjwal1/bert-tiny"})
 

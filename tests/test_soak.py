@@ -22,6 +22,7 @@ KINDS = (
     dict(method="prompt", placement="middle"),
     dict(method="deep", start_layer=1, bias_offsets=True),
     dict(method="p-tuning", placement="[P:2] {text} [P:1]"),
+    dict(method="deep", start_layer=1, lora_rank=2),
 )
 TEXTS = ["a gripping film", "dull and long", "what a waste of two hours", "fine", "not bad at all, really"]
 
@@ -36,7 +37,7 @@ def resident_mb() -> float:
 
 @pytest.fixture(scope="module")
 def many(tiny, tmp_path_factory):
-    """``(base, {name: directory}, {name: expected answers on TEXTS})``: 200 adapters of four kinds, each different."""
+    """``(base, {name: directory}, {name: expected answers on TEXTS})``: 200 adapters of five kinds, each different."""
     base, root = tiny("bert"), tmp_path_factory.mktemp("soak")
     dirs, expected = {}, {}
     for i in range(200):
