@@ -366,7 +366,7 @@ class TrainForm:
             "init_text": init_text,
             "start_layer": None if self.start_layer in (None, "") else int(self.start_layer),  # empty: automatic
             "bias_offsets": bool(self.bias_offsets),
-            "lora_rank": int(self.lora_rank or 0),
+            "lora_rank": None if self.lora_rank in (None, "") else int(self.lora_rank),  # empty: automatic
         }
 
     def args(self) -> TrainingArguments:
@@ -1088,8 +1088,8 @@ def train_settings(settings: AppSettings) -> list:
                                     precision=0, minimum=0, info=prompt_help("start_layer"))
             bias_offsets = gr.Checkbox(PROMPT_DEFAULTS["bias_offsets"], label="Bias offsets",
                                        info=prompt_help("bias_offsets"))
-            lora_rank = gr.Number(PROMPT_DEFAULTS["lora_rank"], label="Low-rank updates: rank (0 = none)", precision=0,
-                                  minimum=0, maximum=MAX_LORA_RANK, info=prompt_help("lora_rank"))
+            lora_rank = gr.Number(PROMPT_DEFAULTS["lora_rank"], label="Low-rank updates: rank (0 = none; empty: automatic)",
+                                  precision=0, minimum=0, maximum=MAX_LORA_RANK, info=prompt_help("lora_rank"))
         start_from = gr.Checkbox(False, label="Start from the loaded adapter", elem_id="start-from-loaded",
                                  info="Start the prompt from the adapter loaded on Classify (one found on Browse, say) "
                                  "instead of from scratch: same base model, its method and prompt settings; its head "

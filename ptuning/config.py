@@ -93,8 +93,8 @@ class PromptConfig:
             "help": "deep only: the first layer whose prompt trains. 0 trains the input prompt and every layer's. K "
             "keeps the prompts below layer K at their start: the frozen layers below K then compute the same states "
             "for a text every epoch, computed once and reused, and a training step runs layers K and up only. Empty: "
-            "automatic, a third of the way up (layer 2 of MiniLM's 6) for deep prompts trained on 1,000 texts or "
-            "more, else 0.",
+            "automatic, a third of the way up (layer 2 of MiniLM's 6) for deep prompts without low-rank updates "
+            "trained on 1,000 texts or more, else 0.",
             "metavar": "K",
         },
     )
@@ -108,16 +108,18 @@ class PromptConfig:
             "a few tens of KB.",
         },
     )
-    lora_rank: int = field(
-        default=0,
+    lora_rank: int | None = field(
+        default=None,
         metadata={
             "help": "Also train a low-rank update (LoRA, Hu et al. 2022) of this rank to every linear layer of the "
             "backbone, from start_layer up, applied per row: the most capacity of the kinds that still share one "
-            "pass, about 55,000 numbers a layer at rank 8 on a 384-wide model. 0: none.",
+            "pass, about 28,000 numbers a layer at rank 4 on a 384-wide model. 0: none. Empty: automatic, rank 4 "
+            "for deep prompts (which then train from layer 0 in a few hundred steps), 0 for the other methods.",
             "flag": "--lora-rank",
             "metavar": "R",
             "cli_help": "Also train low-rank updates (LoRA) of rank R to every linear layer from --start-layer up: "
-            "more capacity than bias offsets, about 220 KB a layer at rank 8 for MiniLM. 0: none.",
+            "more capacity than bias offsets, about 110 KB a layer at rank 4 for MiniLM. 0: none. Empty: automatic, "
+            "rank 4 for deep prompts (which then train from layer 0), 0 for the other methods.",
         },
     )
     placement: str = field(
@@ -194,9 +196,10 @@ class PromptConfig:
         )
         _require(isinstance(self.train_head, bool), f"train_head must be true or false, not {self.train_head!r}")
         _require(isinstance(self.bias_offsets, bool), f"bias_offsets must be true or false, not {self.bias_offsets!r}")
-        self.lora_rank = _whole(self.lora_rank, "lora_rank")
-        _require(0 <= self.lora_rank <= MAX_LORA_RANK,
-                 f"lora_rank must be between 0 (none) and {MAX_LORA_RANK}, not {self.lora_rank}")  # fmt: skip
+        if self.lora_rank is not None:  # None: automatic (train() chooses from the data, else 0)
+            self.lora_rank = _whole(self.lora_rank, "lora_rank")
+            _require(0 <= self.lora_rank <= MAX_LORA_RANK,
+                     f"lora_rank must be between 0 (none) and {MAX_LORA_RANK}, not {self.lora_rank}")  # fmt: skip
         _require(
             isinstance(self.head_dropout, (int, float)) and not isinstance(self.head_dropout, bool)
             and 0 <= self.head_dropout < 1,

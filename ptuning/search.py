@@ -1,5 +1,5 @@
-"""Searching the settings that matter (method, prompt length, learning rates, epochs, and for deep prompts the
-layer they train from and bias offsets) on the validation split.
+"""Searching the settings that matter (method, prompt length, learning rates, epochs, low-rank updates or none, and
+for deep prompts the layer they train from and bias offsets) on the validation split.
 
     result = search(load_dataset("reviews.csv"), n_trials=20, out_dir="runs/reviews")
     result.rows()        # one dict per trial: its settings, state (complete / pruned / cancelled), score, time
@@ -32,7 +32,7 @@ from .metrics import primary_metric
 from .model import PromptClassifier
 from .train import Callback, TrainState, train
 from .backbones import load_backbone
-from .plan import auto_start_layer, late_start_layer
+from .plan import AUTO_LORA_RANK, auto_lora_rank, auto_start_layer, late_start_layer
 from .training_args import (
     HEAD_LR,
     MIN_SELECTION_EXAMPLES,
@@ -55,7 +55,7 @@ class Trial:
     """One trial: the settings it trained with, how it ended and its best validation score."""
 
     number: int
-    params: dict  # method, num_virtual_tokens, start_layer, bias_offsets, lr, head_lr, epochs: what it trained with
+    params: dict  # method, num_virtual_tokens, start_layer, bias_offsets, lora_rank, lr, head_lr, epochs: its settings
     state: str  # "complete", "pruned" (by the pruner), "cancelled" (the search was stopped) or "out of time"
     value: float | None  # the best validation value of the primary metric (accuracy, or MSE for regression)
     metrics: dict  # the best validation metrics
@@ -69,6 +69,7 @@ class Trial:
         p = self.params
         late = f" from layer {p['start_layer']}" if p.get("start_layer") else ""
         offsets = ", bias offsets" if p.get("bias_offsets") else ""
+        offsets += f", rank-{p['lora_rank']} updates" if p.get("lora_rank") else ""
         return (f"{p['method']}, {p['num_virtual_tokens']} vectors{late}{offsets}, lr {p['lr']:.3g}, "
                 f"head lr {p['head_lr']:.3g}, {p['epochs']} epochs")  # fmt: skip
 
@@ -198,6 +199,8 @@ class _Space:
     lengths: tuple[int, ...] | None
     start_layers: tuple[int, ...] | None  # for deep trials: from the input, or a third of the way up
     offsets: bool  # for deep trials: with bias offsets or without
+    lora: bool  # with low-rank updates (at the automatic rank) or without
+    default_lora: int  # the rank train() chooses on this data
     default_start: int  # the start train() chooses for a deep adapter on this data
     late_epochs: int  # the automatic epochs of a run from a later layer
     lr: bool
@@ -209,7 +212,10 @@ class _Space:
     def around(cls, fixed: dict, args: TrainingArguments, n_train: int, n_given: int) -> "_Space":
         defaults = PromptConfig(labels=["a", "b"], **{k: v for k, v in fixed.items() if k not in ("labels", "task")})
         layers = load_backbone(defaults.base_model or None, args.device).num_layers
-        default_start = auto_start_layer(Method.DEEP, layers, n_given)  # train()'s rule: on all the texts given
+        default_lora = auto_lora_rank(defaults.method, n_given) if fixed.get("lora_rank") is None else fixed["lora_rank"]
+        # train()'s rule, on all the texts given
+        default_start = auto_start_layer(Method.DEEP, layers, n_given, auto_lora_rank(Method.DEEP, n_given)
+                                         if fixed.get("lora_rank") is None else fixed["lora_rank"])  # fmt: skip
         third = late_start_layer(layers)
         open_start = fixed.get("start_layer") is None and third > 0
         placement_sets_length = str(defaults.placement).strip().lower() not in _NAMED_PLACEMENTS
@@ -220,6 +226,8 @@ class _Space:
             lengths=None if "num_virtual_tokens" in fixed or placement_sets_length else PROMPT_LENGTHS,
             start_layers=(0, third) if open_start else None,
             offsets="bias_offsets" not in fixed,
+            lora=fixed.get("lora_rank") is None,
+            default_lora=default_lora,
             default_start=default_start if fixed.get("start_layer") is None else fixed["start_layer"],
             late_epochs=args.epochs or auto_epochs(n_train, args.batch_size, late=True),
             lr=args.lr is None,
@@ -234,12 +242,15 @@ class _Space:
         method = Method(self.fixed["method"] if self.methods is None else PromptConfig.method)
         start = self.default_start if method == Method.DEEP else 0
         lr = auto_lr(method, start)
-        epochs = self.epochs and min(max(self.late_epochs if start else self.epochs[1], self.epochs[0]), self.epochs[1])
+        fast = start or self.default_lora  # train()'s plan: the late start's epochs for either
+        epochs = self.epochs and min(max(self.late_epochs if fast else self.epochs[1], self.epochs[0]), self.epochs[1])
         values = {"method": method.value, "num_virtual_tokens": PromptConfig.num_virtual_tokens, "start_layer": start,
-                  "bias_offsets": False, "lr": lr, "head_lr": HEAD_LR, "epochs": epochs}  # fmt: skip
+                  "bias_offsets": False, "lora_rank": self.default_lora, "lr": lr, "head_lr": HEAD_LR,
+                  "epochs": epochs}  # fmt: skip
         deep = method == Method.DEEP
         searched = {"method": self.methods, "num_virtual_tokens": self.lengths,
-                    "start_layer": deep and self.start_layers, "bias_offsets": deep and self.offsets, "lr": self.lr,
+                    "start_layer": deep and self.start_layers, "bias_offsets": deep and self.offsets,
+                    "lora_rank": self.lora, "lr": self.lr,
                     "head_lr": self.head_lr, "epochs": self.epochs}  # fmt: skip
         return {k: v for k, v in values.items() if searched[k]}
 
@@ -255,6 +266,8 @@ class _Space:
             p["start_layer"] = trial.suggest_categorical("start_layer", self.start_layers)
         if deep and self.offsets:
             p["bias_offsets"] = trial.suggest_categorical("bias_offsets", (False, True))
+        if self.lora:
+            p["lora_rank"] = trial.suggest_categorical("lora_rank", sorted({0, self.default_lora or AUTO_LORA_RANK}))
         if self.lr:
             p["lr"] = trial.suggest_float("lr", *LR_RANGE, log=True)
         if self.head_lr:
@@ -290,7 +303,7 @@ def _run_trial(number: int, handle, data: Dataset, run: dict, callbacks: Sequenc
 
 def _config_part(params: dict) -> dict:
     part = {"method": params["method"], "num_virtual_tokens": params["num_virtual_tokens"]}
-    return {**part, **{k: params[k] for k in ("start_layer", "bias_offsets") if k in params}}
+    return {**part, **{k: params[k] for k in ("start_layer", "bias_offsets", "lora_rank") if k in params}}
 
 
 def _args_part(params: dict) -> dict:
@@ -317,7 +330,8 @@ def _finish_trial(number: int, result, pruned: bool, seconds: float) -> Trial:
     s, cfg, training = result.state, result.model.config, result.model.info["training"]
     state = "pruned" if pruned else "cancelled" if s.cancelled else "out of time" if s.budget_reached else "complete"
     params = {"method": cfg.method.value, "num_virtual_tokens": cfg.num_virtual_tokens,
-              "start_layer": cfg.start_layer, "bias_offsets": cfg.bias_offsets, "lr": training["learning_rate"],
+              "start_layer": cfg.start_layer, "bias_offsets": cfg.bias_offsets, "lora_rank": cfg.lora_rank,
+              "lr": training["learning_rate"],
               "head_lr": training["head_learning_rate"], "epochs": training["epochs"]}  # fmt: skip
     return Trial(number, params, state, s.best_metric, result.metrics, s.step, s.total_steps, seconds)  # fmt: skip
 

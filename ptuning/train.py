@@ -56,7 +56,7 @@ from .estimate import calibrate
 from .evaluation import align_labels, evaluate, predict_logits, score_logits, task_loss
 from .metrics import primary_metric
 from .model import PROMPT_SHAPE, PromptClassifier, start_from
-from .plan import Plan, Workload, auto_start_layer, lr_schedule, make_plan
+from .plan import AUTOMATIC, Plan, Workload, auto_lora_rank, auto_start_layer, lr_schedule, make_plan
 from .seeding import dropout_from, run_generator
 from .training_args import (
     HEAD_LR,
@@ -283,7 +283,7 @@ def plan_run(
     val = data.validation()[0] if data.val_examples is not None else None
     work = Workload(
         tuple(len(e.input_ids) for e in data.train_examples), None if val is None else tuple(len(e.input_ids) for e in val),
-        data.max_length, clf.config.method, processes, clf.config.start_layer,
+        data.max_length, clf.config.method, processes, clf.config.start_layer, clf.config.lora_rank,
     )  # fmt: skip
     left = None if deadline is None else deadline - time.monotonic()
     plan = make_plan(args, work, costs=costs, seconds_left=left, saved=saved)
@@ -780,14 +780,16 @@ def _build_adapter(data, model, config, init_adapter, device, generator, init_fr
             init_from, include_resume=True, device=device)  # fmt: skip
         # what shapes the prompt is the source's unless given; the base model is the source's unless given
         taken = {k: getattr(source.config, k) for k in (*PROMPT_SHAPE, "base_model")}
-        given = {k: v for k, v in options.items() if not (k == "start_layer" and v is None)}  # None: automatic
+        given = {k: v for k, v in options.items() if not (k in AUTOMATIC and v is None)}  # None: automatic
         options = {**{k: getattr(v, "value", v) for k, v in taken.items()}, **given}
     options["labels"] = list(data.label_names or []) if data.task == "classification" else []
     options["task"] = data.task
     config = PromptConfig.from_dict(options)
+    if config.lora_rank is None:
+        config.lora_rank = auto_lora_rank(config.method, len(data))
     if config.start_layer is None:
         layers = load_backbone(config.base_model or None, device).num_layers
-        config.start_layer = auto_start_layer(config.method, layers, len(data))
+        config.start_layer = auto_start_layer(config.method, layers, len(data), config.lora_rank)
     clf = PromptClassifier(config=config, device=device, generator=generator)
     head_taken = source is not None and start_from(clf, source)
     return clf, not head_taken

@@ -71,8 +71,8 @@ class TrainingArguments:
         default=None,
         metadata={
             "help": f"Passes over the training data; empty: chosen from its size (about {STEP_BUDGET} steps, "
-            f"{MIN_AUTO_EPOCHS} to {MAX_AUTO_EPOCHS} epochs; from a later start layer about {LATE_STEP_BUDGET} "
-            f"steps, at least {MIN_LATE_EPOCHS})."
+            f"{MIN_AUTO_EPOCHS} to {MAX_AUTO_EPOCHS} epochs; with low-rank updates or from a later start layer about "
+            f"{LATE_STEP_BUDGET} steps, at least {MIN_LATE_EPOCHS})."
         },
     )
     lr: float | None = field(

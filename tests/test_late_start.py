@@ -154,8 +154,8 @@ def test_deep_adapters_on_enough_texts_start_a_third_of_the_way_up_by_default(ti
     from ptuning.training_args import LATE_PROMPT_LR, MIN_LATE_EPOCHS
 
     monkeypatch.setattr(plan, "LATE_START_TEXTS", 64)  # the tiny data stands for 1,000 texts
-    result = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep"}, args=fast(epochs=None, lr=None),
-                   out_dir=tmp_path / "a")  # fmt: skip
+    result = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep", "lora_rank": 0},
+                   args=fast(epochs=None, lr=None), out_dir=tmp_path / "a")  # fmt: skip
     assert result.model.config.start_layer == 1  # a third of the tiny backbone's 2 layers, at least 1
     assert result.state.epochs >= MIN_LATE_EPOCHS and result.model.info["training"]["learning_rate"] == LATE_PROMPT_LR
     assert PromptClassifier.from_pretrained(tmp_path / "a").config.start_layer == 1
@@ -166,6 +166,11 @@ def test_deep_adapters_on_enough_texts_start_a_third_of_the_way_up_by_default(ti
     assert given.model.config.start_layer == 0
     table = train(sentiment(64), config={"base_model": tiny("bert"), "method": "prompt"}, args=fast(epochs=1))
     assert table.model.config.start_layer == 0
+    # with low-rank updates (the deep default's), from the input: they gain from every layer's
+    updated = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep"}, args=fast(epochs=None, lr=None))
+    assert (updated.model.config.start_layer, updated.model.config.lora_rank) == (0, plan.AUTO_LORA_RANK)
+    assert updated.state.epochs >= MIN_LATE_EPOCHS  # the late start's few hundred steps: they converge as fast
+    assert table.model.config.lora_rank == 0  # the other methods stay as they are
 
 
 def test_an_adapter_built_without_data_starts_at_the_input(tiny):

@@ -6,8 +6,10 @@ import optuna
 import pytest
 import torch
 
+from ptuning.config import Method
 from ptuning.errors import ConfigError
 from ptuning.model import PromptClassifier
+from ptuning.plan import AUTO_LORA_RANK, auto_lora_rank
 from ptuning.search import search
 from ptuning.train import train
 from tests.helpers import fast as fast_training
@@ -49,7 +51,9 @@ def test_the_first_trial_is_the_default_run(tiny, sentiment):
     default = train(data, config=config(tiny), args=args)  # train() unchanged: its own evaluation schedule too
 
     assert result.trials[0].params == {"method": "deep", "num_virtual_tokens": 5, "start_layer": 0,
-                                       "bias_offsets": False, "lr": 1e-2, "head_lr": 1e-2, "epochs": 2}  # fmt: skip
+                                       "bias_offsets": False, "lora_rank": default.model.config.lora_rank,
+                                       "lr": 1e-2, "head_lr": 1e-2, "epochs": 2}  # fmt: skip
+    assert default.model.config.lora_rank == auto_lora_rank(Method.DEEP, len(data))
     assert result.trials[0].metrics == default.metrics
     assert (result.trials[0].steps, result.trials[0].total_steps) == (default.state.step, default.state.total_steps)
     assert result.model.info["training"]["best_step"] == default.state.best_step or result.best.number != 0
@@ -141,10 +145,23 @@ def test_a_search_on_few_validation_texts_says_its_ranks_may_be_luck(tiny, senti
     assert not any("too few to tell settings apart" in w for w in enough.warnings)
 
 
+def test_the_first_trial_is_the_default_run_with_its_updates_and_their_epochs(tiny, sentiment):
+    data, args = sentiment(48), fast(epochs=None, lr=None)
+    result = search(data, 1, config=config(tiny), args=args)
+    default = train(data, config=config(tiny), args=args)
+
+    first = result.trials[0].params
+    assert default.model.config.lora_rank == first["lora_rank"] == AUTO_LORA_RANK > 0
+    assert default.model.config.start_layer == first["start_layer"] == 0
+    assert (first["lr"], first["epochs"]) == (default.model.info["training"]["learning_rate"], default.state.epochs)
+    assert result.trials[0].metrics == default.metrics
+
+
 def test_the_first_trial_is_the_default_run_where_the_default_starts_later(tiny, sentiment, monkeypatch):
     from ptuning import plan
 
     monkeypatch.setattr(plan, "LATE_START_TEXTS", 48)  # the tiny data stands for 1,000 texts
+    monkeypatch.setattr(plan, "AUTO_LORA_RANK", 0)  # the later start is the default of adapters without updates
     data, args = sentiment(48), fast(epochs=None, lr=None)
     result = search(data, 1, config=config(tiny), args=args)
     default = train(data, config=config(tiny), args=args)
@@ -155,8 +172,19 @@ def test_the_first_trial_is_the_default_run_where_the_default_starts_later(tiny,
     assert result.trials[0].metrics == default.metrics
 
 
+def test_trials_try_low_rank_updates_and_without(tiny, sentiment, tmp_path):
+    result = search(sentiment(48), 8, config=config(tiny), args=fast(), out_dir=tmp_path / "l")
+
+    assert {t.params["lora_rank"] for t in result.trials} == {0, AUTO_LORA_RANK}
+    saved = PromptClassifier.from_pretrained(tmp_path / "l").config
+    assert saved.lora_rank == result.best.params["lora_rank"]
+    line = next(t for t in result.trials if t.params["lora_rank"]).settings_line()
+    assert f"rank-{AUTO_LORA_RANK} updates" in line
+
+
 def test_deep_trials_try_later_starts_and_bias_offsets(tiny, sentiment, tmp_path):
-    result = search(sentiment(48), 8, config={**config(tiny), "method": "deep"}, args=fast(), out_dir=tmp_path / "b")
+    result = search(sentiment(48), 8, config={**config(tiny), "method": "deep", "lora_rank": 0}, args=fast(),
+                    out_dir=tmp_path / "b")  # fmt: skip
 
     tried = {(t.params["start_layer"], t.params["bias_offsets"]) for t in result.trials}
     assert {s for s, _ in tried} == {0, 1} and {o for _, o in tried} == {False, True}
