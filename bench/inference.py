@@ -7,10 +7,10 @@
 1. Single-text latency (median, p95) over ``--latency-texts`` test sentences, one call per text, the systems
    interleaved text by text so that machine load hits them alike:
    - ``bare``: AutoModelForSequenceClassification + its tokenizer under ``torch.inference_mode()`` (no prompt);
-   - ``ours-default``: ``PromptClassifier.predict`` with the default adapter (5 deep vectors at the start, mean
-     pooling); ``ours-p-tuning``: p-tuning, 20 vectors at the start, the backbone's [CLS] head (PEFT's layout);
-     ``ours-offsets``: the default trained from layer 2 with bias offsets (issue 22's kinds); ``ours-lora8``: the
-     default from layer 2 with rank-8 low-rank updates of every linear layer from there up;
+   - ``ours-default``: ``PromptClassifier.predict`` with the adapter ``train()`` makes by default (5 deep vectors at
+     the start, mean pooling, rank-4 low-rank updates of every linear layer); ``ours-no-updates``: the same without
+     the updates (the default before issue 22's second round); ``ours-p-tuning``: p-tuning, 20 vectors at the start,
+     the backbone's [CLS] head (PEFT's layout); ``ours-offsets``: deep from layer 2 with bias offsets;
    - ``pipeline``: ``transformers.pipeline("text-classification", model=..., tokenizer=...)`` on the same model;
    - ``ours-prompt-nK`` / ``ours-deep-nK``: the default adapter (mean pooling, at the start) with K prompt vectors,
      for every K in ``--prompt-lengths`` and method in ``--length-methods``: what each prompt length costs
@@ -105,12 +105,14 @@ def build_systems(args) -> dict:
     path = backbone_path()
     tok = AutoTokenizer.from_pretrained(path)
     model = hf_classifier(2, args.seed).eval()
-    ours = PromptClassifier(labels=LABELS, device="cpu").eval()
+    from ptuning.plan import AUTO_LORA_RANK
+
+    ours = PromptClassifier(labels=LABELS, lora_rank=AUTO_LORA_RANK, device="cpu").eval()
+    ours_plain = PromptClassifier(labels=LABELS, lora_rank=0, device="cpu").eval()
     ours_pt = PromptClassifier(labels=LABELS, method="p-tuning", pooling="model", num_virtual_tokens=20, device="cpu")
     ours_pt.eval()
     # the kinds of issue 22: a later start costs nothing at inference (the same pass); bias offsets add per-row hooks
     ours_offsets = PromptClassifier(labels=LABELS, start_layer=2, bias_offsets=True, device="cpu").eval()
-    ours_lora = PromptClassifier(labels=LABELS, start_layer=2, lora_rank=8, device="cpu").eval()
     pipe = pipeline("text-classification", model=model, tokenizer=tok, device="cpu")
     lengths = {
         f"ours-{m}-n{k}": PromptClassifier(labels=LABELS, method=m, num_virtual_tokens=k, device="cpu").eval()
@@ -151,9 +153,9 @@ def build_systems(args) -> dict:
         "bare": (lambda t: bare([t]), lambda b: bare_batches(b, sort=False)),
         "bare-sorted": (None, lambda b: bare_batches(b, sort=True)),
         "ours-default": predictors(ours),
+        "ours-no-updates": predictors(ours_plain),
         "ours-p-tuning": predictors(ours_pt),
         "ours-offsets": predictors(ours_offsets),
-        "ours-lora8": predictors(ours_lora),
         **{name: predictors(clf) for name, clf in lengths.items()},
         "pipeline": (lambda t: pipe(t, **cut), lambda b: pipe(b, batch_size=args.batch_size, **cut)),
     }
