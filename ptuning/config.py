@@ -93,8 +93,8 @@ class PromptConfig:
             "help": "deep only: the first layer whose prompt trains. 0 trains the input prompt and every layer's. K "
             "keeps the prompts below layer K at their start: the frozen layers below K then compute the same states "
             "for a text every epoch, computed once and reused, and a training step runs layers K and up only. Empty: "
-            "automatic, a third of the way up (layer 2 of MiniLM's 6) for deep prompts without low-rank updates "
-            "trained on 1,000 texts or more, else 0.",
+            "automatic, a third of the way up (layer 2 of MiniLM's 6) for deep prompts trained on 1,000 texts or "
+            "more (with low-rank updates: 1,000 to 4,999 texts), else 0.",
             "metavar": "K",
         },
     )
@@ -114,12 +114,12 @@ class PromptConfig:
             "help": "Also train a low-rank update (LoRA, Hu et al. 2022) of this rank to every linear layer of the "
             "backbone, from start_layer up, applied per row: the most capacity of the kinds that still share one "
             "pass, about 28,000 numbers a layer at rank 4 on a 384-wide model. 0: none. Empty: automatic, rank 4 "
-            "for deep prompts (which then train from layer 0 in a few hundred steps), 0 for the other methods.",
+            "for deep prompts (trained in a few hundred steps), 0 for the other methods.",
             "flag": "--lora-rank",
             "metavar": "R",
             "cli_help": "Also train low-rank updates (LoRA) of rank R to every linear layer from --start-layer up: "
             "more capacity than bias offsets, about 110 KB a layer at rank 4 for MiniLM. 0: none. Empty: automatic, "
-            "rank 4 for deep prompts (which then train from layer 0), 0 for the other methods.",
+            "rank 4 for deep prompts, 0 for the other methods.",
         },
     )
     placement: str = field(

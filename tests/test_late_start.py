@@ -166,11 +166,14 @@ def test_deep_adapters_on_enough_texts_start_a_third_of_the_way_up_by_default(ti
     assert given.model.config.start_layer == 0
     table = train(sentiment(64), config={"base_model": tiny("bert"), "method": "prompt"}, args=fast(epochs=1))
     assert table.model.config.start_layer == 0
-    # with low-rank updates (the deep default's), from the input: they gain from every layer's
-    updated = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep"}, args=fast(epochs=None, lr=None))
-    assert (updated.model.config.start_layer, updated.model.config.lora_rank) == (0, plan.AUTO_LORA_RANK)
-    assert updated.state.epochs >= MIN_LATE_EPOCHS  # the late start's few hundred steps: they converge as fast
-    assert table.model.config.lora_rank == 0  # the other methods stay as they are
+    assert table.model.config.lora_rank == 0  # the other methods take no low-rank updates by default
+    # with low-rank updates (the deep default's): the later start too, then from the input again on more texts
+    updated = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep"}, args=fast(epochs=1))
+    assert (updated.model.config.start_layer, updated.model.config.lora_rank) == (1, plan.AUTO_LORA_RANK)
+    monkeypatch.setattr(plan, "LORA_EARLY_TEXTS", 64)  # the tiny data stands for 5,000 texts
+    early = train(sentiment(64), config={"base_model": tiny("bert"), "method": "deep"}, args=fast(epochs=None, lr=None))
+    assert (early.model.config.start_layer, early.model.config.lora_rank) == (0, plan.AUTO_LORA_RANK)
+    assert early.state.epochs >= MIN_LATE_EPOCHS  # the late start's few hundred steps: the updates converge as fast
 
 
 def test_an_adapter_built_without_data_starts_at_the_input(tiny):
