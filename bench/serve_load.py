@@ -5,7 +5,8 @@
     python bench/serve_load.py --concurrency 1 8 --adapters 1 8 --seconds 3 --memory-adapters 50   # smoke
 
 The server runs as its own process on loopback with the embedded MiniLM and 64 adapters of the default kind
-(5 deep vectors, mean pooling, untrained: the compute is the same as a trained one's). A load generator (asyncio,
+(5 deep vectors, mean pooling, untrained: the compute is the same as a trained one's; ``--lora-rank R``: with rank-R
+low-rank updates too, each adapter its own, as ``train()`` makes deep adapters now). A load generator (asyncio,
 ``C`` keep-alive HTTP/1.1 connections) sends single movie-review sentences, cycling through ``k`` adapters, for every
 C x k: each connection first asks its share of the k adapters once, then the load runs ``--warmup-seconds`` before a
 window of ``--seconds`` in which the requests that end are counted. The cells run in turn, ``--repeats`` rounds, and
@@ -48,6 +49,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs of each cell; the median one is reported")
     p.add_argument("--baseline-requests", type=int, default=200, help="texts for (a), (b) and the ceiling")
     p.add_argument("--memory-adapters", type=int, default=1000)
+    p.add_argument("--lora-rank", type=int, default=0, metavar="R",
+                   help="adapters with rank-R low-rank updates too (the deep default of train() has 4)")
     add_server_options(p)
     p.add_argument("--memory-child", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -58,7 +61,7 @@ def main() -> None:
     texts = movie_split().test_texts
     most = max(args.adapters)
     with tempfile.TemporaryDirectory(prefix="ptuning-serve-bench-") as tmp:
-        dirs = make_adapters(Path(tmp), max(most, args.memory_adapters), args.seed)
+        dirs = make_adapters(Path(tmp), max(most, args.memory_adapters), args.seed, args.lora_rank)
         results: dict = {"texts": "movie-polarity test sentences, one per request", "cells": []}
         server = start_server(dirs[:most], args)
         try:
@@ -83,18 +86,20 @@ def main() -> None:
 
 
 # --------------------------------------------------------------------------------------------- set-up
-def make_adapters(root: Path, n: int, seed: int) -> list[str]:
+def make_adapters(root: Path, n: int, seed: int, lora_rank: int = 0) -> list[str]:
     import torch
 
     from ptuning import PromptClassifier
 
     torch.manual_seed(seed)
-    first = PromptClassifier(labels=LABELS, device="cpu")
+    first = PromptClassifier(labels=LABELS, lora_rank=lora_rank, device="cpu")
     dirs = []
     for i in range(n):  # the same kind of adapter, other vectors: enough for the compute and the memory
         with torch.no_grad():
             first.deep.tables.normal_(0, 0.05)
             first.prompt.embedding.weight.normal_(0, 0.05)
+            for b in first.low_rank.b if first.low_rank is not None else []:
+                b.normal_(0, 0.05)
         dirs.append(str(first.save_pretrained(root / f"a{i}")))
     log(f"{n} adapters saved")
     return dirs
