@@ -39,6 +39,12 @@ def make_classifier(path: str, **options) -> PromptClassifier:
     return clf.eval()
 
 
+def batch_logits(clf: PromptClassifier, texts: list[str]) -> torch.Tensor:
+    """``clf``'s logits of ``texts`` in one batch, without gradients."""
+    with torch.no_grad():
+        return clf(**clf.collate(clf.encode(texts).examples))
+
+
 def sentiment(n: int = 64, seed: int = 0, long: int = 0) -> Dataset:
     """Texts of filler words and one sentiment word; ``long`` texts get 100 extra filler words.
 

@@ -16,7 +16,7 @@ from ptuning.errors import AdapterError, ConfigError
 from ptuning.model import PromptClassifier, predict_mixed, start_from
 from ptuning.offsets import low_rank_targets
 from ptuning.train import TrainingArguments, train
-from tests.helpers import CancelAt
+from tests.helpers import CancelAt, batch_logits as logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,11 +28,6 @@ def nudged(clf: PromptClassifier, scale: float = 0.3, seed: int = 0) -> PromptCl
         for b in clf.low_rank.b:
             b.add_(torch.randn(b.shape, generator=g) * scale)
     return clf
-
-
-def logits(clf, texts):
-    with torch.no_grad():
-        return clf(**clf.collate(clf.encode(texts).examples))
 
 
 def test_fresh_updates_leave_the_backbone_as_it_is(tiny, family, texts, make):

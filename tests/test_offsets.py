@@ -15,7 +15,7 @@ from ptuning.errors import AdapterError
 from ptuning.model import PromptClassifier, predict_mixed
 from ptuning.offsets import offset_targets
 from ptuning.train import TrainingArguments, train
-from tests.helpers import CancelAt
+from tests.helpers import CancelAt, batch_logits as logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,11 +26,6 @@ def shifted(clf: PromptClassifier, scale: float = 0.5, seed: int = 0) -> PromptC
         for v in clf.offsets.values:
             v.add_(torch.randn(v.shape, generator=g) * scale)
     return clf
-
-
-def logits(clf, texts):
-    with torch.no_grad():
-        return clf(**clf.collate(clf.encode(texts).examples))
 
 
 def test_zero_offsets_leave_the_backbone_as_it_is(tiny, family, texts, make):
