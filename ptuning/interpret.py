@@ -81,15 +81,20 @@ def nearest_tokens(clf, k: int = 5) -> list[VectorReading]:
 
 
 def unread_note(clf) -> str | None:
-    """What the reading leaves out, plainly: a deep adapter's per-layer tables; None when nothing is left out."""
-    if clf.deep is None or clf.placement.num_prompt == 0:
-        return None
-    layers = clf.deep.tables.shape[0]
-    return (
-        f"Only the input vectors are read. This deep adapter also sets a table for the input of each later layer "
-        f"({layers} in all); those replace hidden states inside the model, which are not word embeddings, so no "
-        "word reading exists for them."
-    )
+    """What the reading leaves out, plainly: a deep adapter's per-layer tables, bias offsets and low-rank updates;
+    None when nothing is left out."""
+    parts = []
+    if clf.deep is not None and clf.placement.num_prompt > 0:
+        layers = clf.deep.tables.shape[0]
+        parts.append(f"This deep adapter also sets a table for the input of each later layer ({layers} in all); those "
+                     "replace hidden states inside the model, which are not word embeddings, so no word reading exists "
+                     "for them.")  # fmt: skip
+    if getattr(clf, "offsets", None) is not None:
+        parts.append("Its offsets to the model's biases change what the layers compute, not the words they read.")
+    if getattr(clf, "low_rank", None) is not None:
+        parts.append(f"Its rank-{clf.config.lora_rank} updates of the model's linear layers change what the layers "
+                     "compute, not the words they read.")  # fmt: skip
+    return " ".join(["Only the input vectors are read.", *parts]) if parts else None
 
 
 def read_prompt(clf, k: int = 5) -> dict:

@@ -74,6 +74,14 @@ def test_a_deep_adapter_says_its_layer_tables_are_not_read(tiny):
     assert "not word embeddings" in markdown_table(deep)
 
 
+def test_the_note_names_low_rank_updates_and_offsets(tiny):
+    clf = PromptClassifier(tiny("bert"), labels=["a", "b"], method="prompt", num_virtual_tokens=2, lora_rank=2,
+                           bias_offsets=True)  # fmt: skip
+    note = read_prompt(clf)["note"]
+    assert note.startswith("Only the input vectors are read.") and "rank-2 updates" in note and "biases" in note
+    assert len(read_prompt(clf)["vectors"]) == 2  # the input vectors are read all the same
+
+
 def test_markdown_shows_tokens_literally(tiny):
     clf = PromptClassifier(tiny("bert"), labels=["a", "b"], method="prompt", num_virtual_tokens=1)
     set_vector(clf, 0, words_of(clf)[word_id(clf, "|")])
