@@ -125,9 +125,8 @@ class Backbone:
     def enable_offsets(self) -> None:
         """Hook every linear layer and LayerNorm of the transformer layers so that passes can add per-row bias
         offsets and low-rank updates (``offsets.py``); done once, when the first adapter with either is made on this
-        backbone. A module
-        with a forward hook leaves PyTorch's fast call path, which cost single-text latency a few percent
-        (BENCHMARKS.md, issue 22): backbones whose adapters have no offsets keep the fast path."""
+        backbone. A module with a forward hook leaves PyTorch's fast call path, which cost single-text latency a few
+        percent (BENCHMARKS.md, issue 22): backbones whose adapters have neither keep the fast path."""
         with self._offsets_lock:  # two adapters made at once hook the layers once
             if self.offsets_enabled:
                 return

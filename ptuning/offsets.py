@@ -5,6 +5,9 @@ An offset is per row of a batch, like the deep tables: a pass over rows of sever
 adapter's offsets (``backbones.bias_offsets``), so adapters with offsets still share one backbone pass. Ding et al.
 2023 (RoBERTa-large, GLUE) found prompt tuning plus BitFit far above prompt tuning alone (86.5 against 77.7). For
 all-MiniLM-L6-v2 the offsets of all six layers are 25,344 numbers (99 KiB in fp32).
+
+Low-rank updates (``LowRankUpdates``, below) are the other per-row addition to the same modules' outputs: what a row's
+adapter adds to each linear layer's output, ``x @ A @ B``, instead of a constant (``backbones.low_rank``).
 """
 
 from __future__ import annotations
