@@ -30,7 +30,8 @@ def published(tiny, tmp_path_factory, sentiment):
 
 
 def frozen_steps(**overrides):
-    return fast(epochs=1, lr=1e-12, head_lr=0.0, bias_lr=1e-12, **overrides)  # steps too small to move fp32 weights
+    # steps too small to move fp32 weights, and none at all for the low-rank updates
+    return fast(epochs=1, lr=1e-12, head_lr=0.0, bias_lr=1e-12, lora_lr=0.0, **overrides)
 
 
 def test_the_prompt_starts_at_the_published_one_and_its_settings_are_taken(published, sentiment):

@@ -170,7 +170,7 @@ def test_cancel_before_any_evaluation_evaluates_once(tiny, sentiment):
 
 def test_early_stopping_after_patience_evaluations_without_improvement(tiny, sentiment):
     # A learning rate too small to change fp32 weights: every evaluation after the first is no better.
-    args = fast(epochs=10, lr=1e-12, head_lr=0.0, patience=2)
+    args = fast(epochs=10, lr=1e-12, head_lr=0.0, lora_lr=0.0, patience=2)
     result = train(sentiment(64), config=adapter(tiny), args=args)
 
     assert result.state.stopped_early and not result.state.cancelled
@@ -182,7 +182,7 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tiny, sen
 def test_a_small_validation_set_keeps_the_adapter_at_the_stop(tiny, sentiment):
     # 16 validation texts are too few to choose by: the automatic patience stops the run as a given one does, but keeps
     # the adapter of its last evaluation, not the first one's that ties for best (lr 1e-12: the weights never move).
-    frozen = dict(epochs=10, lr=1e-12, head_lr=0.0)
+    frozen = dict(epochs=10, lr=1e-12, head_lr=0.0, lora_lr=0.0)
     auto = train(sentiment(64), config=adapter(tiny), args=fast(**frozen, patience=None)).state
     given = train(sentiment(64), config=adapter(tiny), args=fast(**frozen, patience=5)).state
 
@@ -203,7 +203,8 @@ def test_the_adapter_kept_at_the_stop_is_the_last_evaluations(tiny, sentiment):
 
 def test_enough_validation_texts_stop_early_and_keep_the_best_by_default(tiny, sentiment, monkeypatch):
     monkeypatch.setattr("ptuning.train.MIN_SELECTION_EXAMPLES", 16)  # sentiment(64) holds out 16
-    result = train(sentiment(64), config=adapter(tiny), args=fast(epochs=10, lr=1e-12, head_lr=0.0, patience=None))
+    frozen = fast(epochs=10, lr=1e-12, head_lr=0.0, lora_lr=0.0, patience=None)  # the weights never move
+    result = train(sentiment(64), config=adapter(tiny), args=frozen)
 
     assert result.state.kept == "best" and result.state.stopped_early
     assert [h["step"] for h in result.state.history] == [3, 6, 9, 12, 15, 18]  # 5 evaluations after the best
@@ -268,7 +269,7 @@ def test_resume_without_a_checkpoint_is_refused(tiny, tmp_path, sentiment):
 def test_training_continues_from_a_saved_adapter(tiny, tmp_path, sentiment):
     first = train(sentiment(48), config=adapter(tiny, method="p-tuning"), args=fast(epochs=2), out_dir=tmp_path / "a")
     # Steps too small to change fp32 weights: what comes out is what was loaded, the encoder included.
-    again = train(sentiment(48), init_adapter=tmp_path / "a", args=fast(epochs=1, lr=1e-12, head_lr=0.0))
+    again = train(sentiment(48), init_adapter=tmp_path / "a", args=fast(epochs=1, lr=1e-12, head_lr=0.0, lora_lr=0.0))
 
     assert close_weights(weights(again.model), weights(first.model))
     assert again.model.config.method.value == "p-tuning"
