@@ -920,8 +920,9 @@ def build_app(hub_endpoint: str | None = None, settings: AppSettings | None = No
                            + ("the server's login." if settings.use_server_token else "no token (public repos only)."),
                            render=False)  # fmt: skip
         gr.Markdown(
-            "# P-Tuning\nTrain a few **soft-prompt vectors** (and a small head) for a frozen text classifier: "
-            "load labelled examples, train, classify, share the small adapter on the Hub."
+            "# P-Tuning\nTrain **soft-prompt vectors** (by default with low-rank updates of its layers, and a small "
+            "head) for a frozen text classifier: load labelled examples, train, classify, share the small adapter "
+            "on the Hub."
         )
         with gr.Tabs() as tabs:
             with gr.Tab("Data"):

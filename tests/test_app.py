@@ -306,6 +306,15 @@ def test_the_train_tab_shows_the_estimate_before_training_and_the_time_limit(tin
     assert estimate_text(sentiment(64), elsewhere, settings=app_settings) == ""
 
 
+def test_the_low_rank_field_is_automatic_when_empty_and_a_rank_when_given(tiny):
+    from app import TrainForm
+
+    assert TrainForm().config(tiny("bert"))["lora_rank"] is None  # train() chooses from the data
+    assert TrainForm(lora_rank="").config(tiny("bert"))["lora_rank"] is None
+    assert TrainForm(lora_rank=0).config(tiny("bert"))["lora_rank"] == 0
+    assert TrainForm(lora_rank=8).config(tiny("bert"))["lora_rank"] == 8
+
+
 def test_every_train_setting_is_a_named_parameter_with_the_widgets_default(url):
     from app import FORM_FIELDS, TrainForm
 
