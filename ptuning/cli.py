@@ -378,7 +378,11 @@ def _report(result, out: Path) -> None:
     from .report import outcome
 
     o, clf = outcome(result), result.model
-    how = f"{clf.config.method.value}, {clf.config.num_virtual_tokens} virtual tokens, placement {clf.config.placement}"
+    c = clf.config
+    how = f"{c.method.value}, {c.num_virtual_tokens} virtual tokens, placement {c.placement}"
+    how += f", from layer {c.start_layer}" if c.start_layer else ""
+    how += ", bias offsets" if c.bias_offsets else ""
+    how += f", rank-{c.lora_rank} updates" if c.lora_rank else ""
     print(f"adapter saved to {out} ({how})")
     if o.ended == "cancelled":
         print(

@@ -63,7 +63,7 @@ def test_train_prints_the_metrics_as_its_last_line(tiny, tmp_path, capsys, senti
     assert code == 0
     metrics = last_json(out)
     assert set(metrics) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n_examples"}
-    assert f"adapter saved to {tmp_path / 'a'}" in out
+    assert f"adapter saved to {tmp_path / 'a'} (deep, 4 virtual tokens, placement start, rank-4 updates)" in out
     assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "a" / "checkpoint" / "trainer_state.json").is_file()
 
