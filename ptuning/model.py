@@ -81,7 +81,7 @@ class PromptClassifier(nn.Module):
         config.num_virtual_tokens = self.placement.num_prompt
         if config.start_layer is None:  # automatic, and no data to choose by (train() chooses before building)
             config.start_layer = 0
-        if config.lora_rank is None:  # the same
+        if config.lora_rank is None:  # automatic too, and no data to choose by: none
             config.lora_rank = 0
         self.config = config
         self.info: dict = {}  # what training knows (metrics, hyperparameters, data): saved for the model card

@@ -213,9 +213,8 @@ class _Space:
         defaults = PromptConfig(labels=["a", "b"], **{k: v for k, v in fixed.items() if k not in ("labels", "task")})
         layers = load_backbone(defaults.base_model or None, args.device).num_layers
         default_lora = auto_lora_rank(defaults.method, n_given) if fixed.get("lora_rank") is None else fixed["lora_rank"]
-        # train()'s rule, on all the texts given
-        default_start = auto_start_layer(Method.DEEP, layers, n_given, auto_lora_rank(Method.DEEP, n_given)
-                                         if fixed.get("lora_rank") is None else fixed["lora_rank"])  # fmt: skip
+        # train()'s rule, on all the texts given (it matters for deep trials only, where default_lora is deep's)
+        default_start = auto_start_layer(Method.DEEP, layers, n_given, default_lora)
         third = late_start_layer(layers)
         open_start = fixed.get("start_layer") is None and third > 0
         placement_sets_length = str(defaults.placement).strip().lower() not in _NAMED_PLACEMENTS
