@@ -39,6 +39,18 @@ def make_classifier(path: str, **options) -> PromptClassifier:
     return clf.eval()
 
 
+def nudged(clf: PromptClassifier, scale: float, seed: int = 0) -> PromptClassifier:
+    """``clf`` with random values added to its bias offsets and its low-rank updates' B (both start where they change
+    nothing), so that they change the answers as trained ones would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for v in clf.offsets.values if clf.offsets is not None else []:
+            v.add_(torch.randn(v.shape, generator=g) * scale)
+        for b in clf.low_rank.b if clf.low_rank is not None else []:
+            b.add_(torch.randn(b.shape, generator=g) * scale)
+    return clf
+
+
 def batch_logits(clf: PromptClassifier, texts: list[str]) -> torch.Tensor:
     """``clf``'s logits of ``texts`` in one batch, without gradients."""
     with torch.no_grad():

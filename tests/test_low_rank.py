@@ -16,18 +16,16 @@ from ptuning.errors import AdapterError, ConfigError
 from ptuning.model import PromptClassifier, predict_mixed, start_from
 from ptuning.offsets import low_rank_targets
 from ptuning.train import TrainingArguments, train
-from tests.helpers import CancelAt, batch_logits as logits
+from tests import helpers
+from tests.helpers import CancelAt
+from tests.helpers import batch_logits as logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def nudged(clf: PromptClassifier, scale: float = 0.3, seed: int = 0) -> PromptClassifier:
     """B starts at zeros (the backbone as it is): give it values, as training would."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for b in clf.low_rank.b:
-            b.add_(torch.randn(b.shape, generator=g) * scale)
-    return clf
+    return helpers.nudged(clf, scale, seed)
 
 
 def test_fresh_updates_leave_the_backbone_as_it_is(tiny, family, texts, make):

@@ -15,17 +15,14 @@ from ptuning.errors import AdapterError
 from ptuning.model import PromptClassifier, predict_mixed
 from ptuning.offsets import offset_targets
 from ptuning.train import TrainingArguments, train
-from tests.helpers import CancelAt, batch_logits as logits
+from tests.helpers import CancelAt, nudged
+from tests.helpers import batch_logits as logits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def shifted(clf: PromptClassifier, scale: float = 0.5, seed: int = 0) -> PromptClassifier:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for v in clf.offsets.values:
-            v.add_(torch.randn(v.shape, generator=g) * scale)
-    return clf
+    return nudged(clf, scale, seed)
 
 
 def test_zero_offsets_leave_the_backbone_as_it_is(tiny, family, texts, make):
