@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import PromptConfig, peft_compatible_options
+from .config import PromptConfig, additions, peft_compatible_options
 from .errors import ConfigError, DataError, PtuningError
 from .options import add_options, given_options, option_flag
 from .training_args import TrainingArguments
@@ -381,8 +381,7 @@ def _report(result, out: Path) -> None:
     c = clf.config
     how = f"{c.method.value}, {c.num_virtual_tokens} virtual tokens, placement {c.placement}"
     how += f", from layer {c.start_layer}" if c.start_layer else ""
-    how += ", bias offsets" if c.bias_offsets else ""
-    how += f", rank-{c.lora_rank} updates" if c.lora_rank else ""
+    how += "".join(f", {a}" for a in additions(c.bias_offsets, c.lora_rank))
     print(f"adapter saved to {out} ({how})")
     if o.ended == "cancelled":
         print(

@@ -250,6 +250,12 @@ def _is_label(value) -> bool:
     return isinstance(value, (str, numbers.Real)) and not isinstance(value, bool)
 
 
+def additions(bias_offsets: bool, lora_rank: int | None) -> list[str]:
+    """What an adapter adds to the backbone's layers besides its prompt, in words (``["bias offsets", "rank-4
+    updates"]``), for the lines that describe an adapter or a trial."""
+    return [*(["bias offsets"] if bias_offsets else []), *([f"rank-{lora_rank} updates"] if lora_rank else [])]
+
+
 def peft_incompatible_reason(
     method: Method | str, placement: str, pooling: Pooling | str, bias_offsets: bool = False, lora_rank: int = 0
 ) -> str | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Method, PromptConfig
+from .config import Method, PromptConfig, additions
 from .data import Dataset, split_dataset
 from .errors import ConfigError
 from .metrics import primary_metric
@@ -68,8 +68,7 @@ class Trial:
         with, in one line."""
         p = self.params
         late = f" from layer {p['start_layer']}" if p.get("start_layer") else ""
-        offsets = ", bias offsets" if p.get("bias_offsets") else ""
-        offsets += f", rank-{p['lora_rank']} updates" if p.get("lora_rank") else ""
+        offsets = "".join(f", {a}" for a in additions(p.get("bias_offsets"), p.get("lora_rank")))
         return (f"{p['method']}, {p['num_virtual_tokens']} vectors{late}{offsets}, lr {p['lr']:.3g}, "
                 f"head lr {p['head_lr']:.3g}, {p['epochs']} epochs")  # fmt: skip
 
