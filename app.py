@@ -40,7 +40,7 @@ import torch
 
 from ptuning import PromptClassifier, PtuningError
 from ptuning.backbones import default_device
-from ptuning.config import MAX_LORA_RANK, EncoderType, Method, Pooling, PromptConfig
+from ptuning.config import MAX_LORA_RANK, EncoderType, Method, Pooling, PromptConfig, additions
 from ptuning.data import (
     build_dataset, build_texts, check_trainable, cut_long_texts, detect_columns, label_distribution, parse_pasted,
     read_table,
@@ -756,6 +756,7 @@ def describe_adapter(model: PromptClassifier | None) -> str:
     if c.task == "regression":
         what = "regression"
     where = f"{c.method.value}, {c.num_virtual_tokens} prompt vectors at {code_span(c.placement)}"
+    where += "".join(f", {a}" for a in additions(c.bias_offsets, c.lora_rank))
     text = f"**Adapter ready:** {what} · {where} · base {code_span(c.base_model)}"
     if c.num_virtual_tokens == 0:
         return text

@@ -338,3 +338,5 @@ def test_the_adapter_description_carries_the_reading_of_its_prompt(tiny):
     assert shown.startswith("**Adapter ready:**") and "What the prompt reads as" in shown
     bare = describe_adapter(PromptClassifier(tiny("bert"), labels=["a", "b"], num_virtual_tokens=0))
     assert bare.startswith("**Adapter ready:**") and "What the prompt reads as" not in bare  # nothing to read
+    updated = describe_adapter(PromptClassifier(tiny("bert"), labels=["a", "b"], lora_rank=4, bias_offsets=True))
+    assert ", bias offsets, rank-4 updates · base" in updated and ", rank" not in shown
