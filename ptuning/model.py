@@ -32,7 +32,7 @@ from .offsets import BiasOffsets, LowRankUpdates, stacked_low_rank, stacked_offs
 from .errors import ConfigError
 from .hub import adapter_directory, push_adapter
 from .placement import parse_placement
-from .seeding import Dropout
+from .seeding import Dropout, no_backbone_dropout
 
 
 class LinearHead(nn.Module):
@@ -159,7 +159,9 @@ class PromptClassifier(nn.Module):
             seen: dict = {}
             token = stop_after.set((k - 1, seen))
             try:
-                forward_mixed([self], torch.zeros(len(part), dtype=torch.long, device=self.device), self.collate(part))
+                with no_backbone_dropout():  # kept states are the frozen layers' own, in a training step too
+                    rows = torch.zeros(len(part), dtype=torch.long, device=self.device)
+                    forward_mixed([self], rows, self.collate(part))
             except PassStopped:
                 pass
             finally:

@@ -11,6 +11,11 @@ run seeds its own generator, draws its adapter's initial weights from it, and dr
 
 Dropout masks are drawn on the CPU and moved to the device: a few numbers per example (the head's input), and the
 same masks whatever the device.
+
+The backbone is shared by every adapter in the process and stays in eval mode. Its own dropout layers are swapped for
+:class:`BackboneDropout`, which drops only inside a training step that asks for it (``dropout_from(generator,
+backbone=p)``), so that one user's training step never drops in another's prediction. Its masks cover every hidden
+state, so on an accelerator they are drawn there, from a generator seeded from the run's.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from torch import nn
 _dropout_generator: contextvars.ContextVar[torch.Generator | None] = contextvars.ContextVar(
     "ptuning_dropout_generator", default=None
 )
+# The rate the backbone's dropout layers drop at in this thread's forward pass: 0 (off) outside a training step
+_backbone_rate: contextvars.ContextVar[float] = contextvars.ContextVar("ptuning_backbone_dropout", default=0.0)
 
 
 def run_generator(seed: int) -> torch.Generator:
@@ -35,13 +42,25 @@ def run_generator(seed: int) -> torch.Generator:
 
 
 @contextmanager
-def dropout_from(generator: torch.Generator | None) -> Iterator[None]:
-    """Within the block, this thread's :class:`Dropout` modules draw their masks from ``generator``."""
-    token = _dropout_generator.set(generator)
+def dropout_from(generator: torch.Generator | None, backbone: float = 0.0) -> Iterator[None]:
+    """Within the block, this thread's :class:`Dropout` modules draw their masks from ``generator``, and the
+    backbone's (:class:`BackboneDropout`) drop at rate ``backbone`` (0: they stay off)."""
+    token, rate = _dropout_generator.set(generator), _backbone_rate.set(float(backbone))
     try:
         yield
     finally:
+        _backbone_rate.reset(rate)
         _dropout_generator.reset(token)
+
+
+@contextmanager
+def no_backbone_dropout() -> Iterator[None]:
+    """Within the block the backbone's dropout is off, in a training step too (states computed once and kept)."""
+    rate = _backbone_rate.set(0.0)
+    try:
+        yield
+    finally:
+        _backbone_rate.reset(rate)
 
 
 class Dropout(nn.Module):
@@ -69,6 +88,44 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class BackboneDropout(nn.Module):
+    """A shared backbone's dropout layer: the identity, whatever the module's mode, except in a training step run
+    with ``dropout_from(generator, backbone=p)``, where it drops at rate ``p`` with masks drawn from ``generator``
+    (on an accelerator, from a generator of that device seeded from it). ``p`` keeps the replaced layer's rate,
+    which the attention code of some models reads (when training, which a shared backbone never is)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rate = _backbone_rate.get()
+        if rate == 0:
+            return x
+        generator = _dropout_generator.get()
+        if x.device.type != "cpu" and generator is not None:
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            generator = torch.Generator(x.device).manual_seed(seed)
+        keep = torch.empty(x.shape, device=x.device, dtype=x.dtype).bernoulli_(1 - rate, generator=generator)
+        return x * keep / (1 - rate)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def shared_dropout(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
+    """Replace every ``nn.Dropout`` inside ``module``, except in its children named in ``skip`` (its head), with
+    :class:`BackboneDropout`."""
+    for name, child in list(module.named_children()):
+        if name in skip:
+            continue
+        if isinstance(child, nn.Dropout):
+            setattr(module, name, BackboneDropout(child.p))
+        else:
+            shared_dropout(child)
+    return module
 
 
 def own_dropout(module: nn.Module) -> nn.Module:

@@ -517,7 +517,8 @@ class Trainer:
         """One optimizer step on the global batch ``batch`` (training example indices)."""
         clf, acc, state, record = self.clf, self.accelerator, self.state, self.record
         clf.train()
-        with dropout_from(self.generator):  # this run's masks, whatever other runs in the process draw
+        # this run's masks, whatever other runs in the process draw; the backbone's drop in this step only
+        with dropout_from(self.generator, backbone=self.args.backbone_dropout):
             if acc.num_processes == 1:
                 inputs = self.inputs(batch)
                 loss = task_loss(self.wrapped_model(**inputs), self.data.targets[batch], clf.config.task)
@@ -715,6 +716,7 @@ def run_info(t: Trainer, metrics: dict, description: str | None) -> dict:
             "batch_size": args.batch_size,
             "warmup_ratio": args.warmup_ratio,
             "weight_decay": args.weight_decay,
+            "backbone_dropout": args.backbone_dropout,
             "max_grad_norm": args.max_grad_norm,
             "max_length": plan.max_length,
             "seed": args.seed,

@@ -104,6 +104,14 @@ class TrainingArguments:
         },
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    backbone_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Dropout in the frozen backbone's layers during training steps (as fine-tuning trains with); "
+            "0: none.",
+            "metavar": "P",
+        },
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip gradients to this norm; 0 turns clipping off."})
     eval_steps: int | None = field(
         default=None,
@@ -178,6 +186,7 @@ class TrainingArguments:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must not be negative"),
+            (0 <= self.backbone_dropout < 1, "backbone_dropout must be in [0, 1)"),
             (self.max_grad_norm >= 0, "max_grad_norm must not be negative"),
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be at least 1"),
             (self.patience is None or self.patience >= 0, "patience must not be negative"),
