@@ -129,9 +129,9 @@ def stacked_low_rank(tables: list[dict | None]) -> dict[str, tuple[torch.Tensor,
 def low_rank_delta(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """What the low-rank updates add to a linear layer's output for input ``x`` ``[B, ..., in]``: row i's adapter
     ``rows[i]`` of ``a`` ``[adapters, in, r]`` and ``b`` ``[adapters, r, out]``."""
-    a, b = a.to(x.dtype), b.to(x.dtype)
+    a, b = a.to(x.dtype), b.to(x.dtype)  # scaled at rank width, r numbers a token instead of the output's width
     if a.shape[0] == 1:  # one adapter (a training step): two plain matrix products
-        return (x @ a[0]) @ b[0] * LORA_SCALE
+        return ((x @ a[0]) * LORA_SCALE) @ b[0]
     flat = x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, in]
-    out = torch.bmm(torch.bmm(flat, a[rows]), b[rows]) * LORA_SCALE
+    out = torch.bmm(torch.bmm(flat, a[rows]) * LORA_SCALE, b[rows])
     return out.reshape(*x.shape[:-1], b.shape[-1])
