@@ -72,7 +72,10 @@ def data_fingerprint(train: Dataset, val: Dataset | None) -> str:
 
 def _check_same_run(saved: dict, now: dict, directory: Path) -> None:
     """Refuse to resume when ``now`` (args, config, data_fingerprint, resolved) is not the run ``saved`` holds."""
-    changed = [f"{k}={saved['args'].get(k)!r}" for k in now["args"] if saved["args"].get(k) != now["args"][k]]
+    # An argument newer than the checkpoint was at its default there (a run interrupted before an upgrade resumes)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+    was = {k: saved["args"].get(k, defaults.get(k)) for k in now["args"]}
+    changed = [f"{k}={was[k]!r}" for k in now["args"] if was[k] != now["args"][k]]
     if changed:
         raise ConfigError(
             f"the checkpoint in {directory} was made with {', '.join(changed)}: resume with the same settings, "

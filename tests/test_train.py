@@ -261,6 +261,22 @@ def test_resume_with_other_settings_is_refused(tiny, tmp_path, sentiment):
         train(sentiment(48, seed=3), config=adapter(tiny), args=fast(epochs=1, checkpoint_dir=ckpt, resume=True))
 
 
+def test_a_checkpoint_from_before_an_argument_existed_resumes_at_its_default(tiny, tmp_path, sentiment):
+    data, config, ckpt = sentiment(64), adapter(tiny), tmp_path / "cut"
+    whole = train(data, config=config, args=fast(epochs=2, checkpoint_dir=str(tmp_path / "whole")))
+    event = threading.Event()
+    train(data, config=config, args=fast(epochs=2, checkpoint_dir=str(ckpt)), cancel=event,
+          callbacks=[Recorder(cancel_at=2, event=event)])  # fmt: skip
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    del state["args"]["backbone_dropout"]  # as a run interrupted before the argument was added saved it
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+
+    resumed = train(data, config=config, args=fast(epochs=2, checkpoint_dir=str(ckpt), resume=True))
+    assert same_weights(weights(resumed.model), weights(whole.model))
+    with pytest.raises(ConfigError, match="backbone_dropout=0.0"):  # a value other than the default is a change
+        train(data, config=config, args=fast(epochs=2, checkpoint_dir=str(ckpt), resume=True, backbone_dropout=0.1))
+
+
 def test_resume_without_a_checkpoint_is_refused(tiny, tmp_path, sentiment):
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(sentiment(48), config=adapter(tiny), args=fast(checkpoint_dir=str(tmp_path / "none"), resume=True))
