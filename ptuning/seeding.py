@@ -118,23 +118,23 @@ class BackboneDropout(nn.Module):
 def shared_dropout(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module:
     """Replace every ``nn.Dropout`` inside ``module``, except in its children named in ``skip`` (its head), with
     :class:`BackboneDropout`."""
-    for name, child in list(module.named_children()):
-        if name in skip:
-            continue
-        if isinstance(child, nn.Dropout):
-            setattr(module, name, BackboneDropout(child.p))
-        else:
-            shared_dropout(child)
-    return module
+    return _replace_dropout(module, BackboneDropout, skip)
 
 
 def own_dropout(module: nn.Module) -> nn.Module:
     """Replace every ``nn.Dropout`` inside ``module`` (a copy of a backbone's head, say) with :class:`Dropout`."""
+    return _replace_dropout(module, Dropout)
+
+
+def _replace_dropout(module: nn.Module, kind: type[nn.Module], skip: tuple[str, ...] = ()) -> nn.Module:
+    """Every ``nn.Dropout`` below ``module`` (but in its children named in ``skip``) replaced by ``kind(p)``."""
     for name, child in list(module.named_children()):
+        if name in skip:
+            continue
         if isinstance(child, nn.Dropout):
-            setattr(module, name, Dropout(child.p))
+            setattr(module, name, kind(child.p))
         else:
-            own_dropout(child)
+            _replace_dropout(child, kind)
     return module
 
 
