@@ -5,6 +5,9 @@ A checkpoint directory holds:
 - ``optimizer.safetensors``: the optimizer's tensors (AdamW's moments);
 - ``rng_state.safetensors``: the run's own random generator (``seeding``), so that a resumed run draws the same
   dropout masks;
+- ``average.safetensors`` (a run that keeps a moving average of its weights, ``averaging.py``): that average, by
+  parameter name. ``last/`` holds the weights as trained, ``best/`` what the run keeps (the average at the best
+  evaluation);
 - ``trainer_state.json``: everything else. The run's identity (``args``, ``config``, ``data_fingerprint``,
   ``resolved``: what a resumed run must share), its progress (``step``, ``epoch``, ``history``, ``best_*``,
   ``since_best``, ``loss_sum``, ``loss_count``, ``elapsed_s``, ``finished``, ...), the optimizer's other state and
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FORMAT = 1
 TRAINER_STATE, OPTIMIZER_STATE, RNG_STATE = "trainer_state.json", "optimizer.safetensors", "rng_state.safetensors"
+AVERAGE_STATE = "average.safetensors"
 LAST, BEST = "last", "best"
 # Arguments a resumed run may change: where it runs, where it saves, that it resumes, and when it gives up.
 # A time budget is the session's own: a resumed run follows the plan its checkpoint made (``saved_plan``).
@@ -56,6 +60,7 @@ class Checkpoint:
     best: PromptClassifier | None  # best/, None before the first evaluation
     optimizer: dict  # the optimizer's state_dict()
     rng: dict[str, torch.Tensor]  # from rng_state()
+    average: dict[str, torch.Tensor] | None = None  # average.safetensors; None: the run kept none
 
 
 # --------------------------------------------------------------------------------------------- identity
@@ -105,13 +110,22 @@ def _check_same_run(saved: dict, now: dict, directory: Path) -> None:
 
 # --------------------------------------------------------------------------------------------- saving
 def save_checkpoint(
-    directory: Path, *, model: PromptClassifier, optimizer: dict, trainer: dict, rng: dict[str, torch.Tensor]
+    directory: Path,
+    *,
+    model: PromptClassifier,
+    optimizer: dict,
+    trainer: dict,
+    rng: dict[str, torch.Tensor],
+    best_weights: dict[str, torch.Tensor] | None = None,
+    average: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write a checkpoint to ``directory``, replacing the previous one only once it is complete.
 
     ``optimizer`` is the optimizer's ``state_dict()``, ``trainer`` the JSON part (see the module docstring) and
-    ``rng`` from :func:`rng_state`. ``best/`` is the adapter of ``trainer["best_step"]``: ``model`` when that is
-    ``trainer["step"]``, else the ``best/`` of the previous save (the run holds its best weights only in memory).
+    ``rng`` from :func:`rng_state`. ``best/`` is the adapter of ``trainer["best_step"]``: when that is
+    ``trainer["step"]``, ``model`` with ``best_weights`` (its ``state_dict()`` as kept; default: as it is), else the
+    ``best/`` of the previous save (the run holds its best weights only in memory). ``average``: the run's moving
+    average of its weights (``MovingAverage.state_dict()``), if it keeps one.
     """
     staging, old = _sibling(directory, ".saving"), _sibling(directory, ".old")
     _recover(directory)
@@ -119,12 +133,14 @@ def save_checkpoint(
     staging.mkdir(parents=True)
     model.save_pretrained(staging / LAST)
     if trainer["best_step"] is not None and trainer["best_step"] == trainer["step"]:
-        model.save_pretrained(staging / BEST)
+        _save_as(model, best_weights, staging / BEST)
     elif trainer["best_step"] is not None and (directory / BEST).is_dir():
         shutil.copytree(directory / BEST, staging / BEST)
     tensors, meta = _optimizer_tensors(optimizer)
     write_atomic(staging / OPTIMIZER_STATE, safetensors_bytes(tensors))
     write_atomic(staging / RNG_STATE, safetensors_bytes(rng))
+    if average is not None:
+        write_atomic(staging / AVERAGE_STATE, safetensors_bytes(average))
     write_json(staging / TRAINER_STATE, {**trainer, "format_version": CHECKPOINT_FORMAT, "optimizer": meta})
     shutil.rmtree(old, ignore_errors=True)  # _recover made sure it holds nothing needed
     if directory.exists():
@@ -132,6 +148,19 @@ def save_checkpoint(
     staging.rename(directory)  # killed just before: `old` is complete, and _recover puts it back
     _fsync_directory(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_as(model: PromptClassifier, weights: dict[str, torch.Tensor] | None, path: Path) -> None:
+    """Save ``model`` with ``weights`` (a ``state_dict()``; None: its own) to ``path``, and leave it as it was."""
+    if weights is None:
+        model.save_pretrained(path)
+        return
+    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(weights)
+    try:
+        model.save_pretrained(path)
+    finally:
+        model.load_state_dict(live)
 
 
 def _sibling(directory: Path, suffix: str) -> Path:
@@ -218,11 +247,12 @@ def load_checkpoint(directory: Path, now: dict, device: torch.device) -> Checkpo
         rng = load_file(directory / RNG_STATE)
         if not isinstance(rng.get("torch"), torch.Tensor) or rng["torch"].dtype != torch.uint8:
             raise ValueError(f"{RNG_STATE} holds no generator state")
+        average = load_file(directory / AVERAGE_STATE) if (directory / AVERAGE_STATE).is_file() else None
     except ConfigError:
         raise
     except (PtuningError, OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as error:
         raise damaged(directory, error) from None
-    return Checkpoint(saved, last, best, optimizer, rng)
+    return Checkpoint(saved, last, best, optimizer, rng, average)
 
 
 _NUMBER, _WHOLE = (int, float), int

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .config import Method
 from .estimate import Calibration, Estimate, estimate_run
-from .training_args import BIAS_LR, HEAD_LR, LORA_LR, SHORT_RUN_EVALUATIONS, TrainingArguments, auto_epochs, auto_lr
+from .training_args import BIAS_LR, EMA_DECAY, HEAD_LR, LORA_LR, SHORT_RUN_EVALUATIONS, TrainingArguments, auto_epochs, auto_lr
 
 __all__ = ["BUDGET_EPOCHS", "BUDGET_SHARE", "MIN_BUDGET_LENGTH", "Plan", "Workload", "lr_schedule", "make_plan",
            "shorter_lengths"]
@@ -127,6 +127,7 @@ class Plan:
     processes: int
     bias_lr: float = BIAS_LR
     lora_lr: float = LORA_LR
+    ema: float = 0.0  # the decay of the moving average of the weights the run evaluates and keeps; 0: none
     estimate: Estimate | None = None  # the priced time of the steps and evaluations (None: no costs were given)
     cut: str | None = None  # why max_length is shorter than the workload's (None: it is not)
 
@@ -203,6 +204,7 @@ def _automatic(args: TrainingArguments, work: Workload) -> Plan:
         head_lr=args.head_lr if args.head_lr is not None else HEAD_LR,
         bias_lr=args.bias_lr if args.bias_lr is not None else BIAS_LR,
         lora_lr=args.lora_lr if args.lora_lr is not None else LORA_LR,
+        ema=args.ema if args.ema is not None else EMA_DECAY,
         max_length=work.max_length,
         steps_per_epoch=steps_per_epoch,
         total_steps=epochs * steps_per_epoch,

@@ -24,6 +24,7 @@ The arguments live in ``training_args.py`` and scoring in ``evaluation.py``; bot
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .averaging import MovingAverage
 from .backbones import default_device, load_backbone
 from .batching import length_grouped_batches
 from .checkpoints import (
@@ -437,6 +439,8 @@ class Trainer:
         self.record = _Record()
         self.clock = _Clock()
         self.last_eval_s: float | None = None
+        # what evaluations score and the run keeps: the moving average of the weights, or the weights themselves
+        self.average = MovingAverage(clf, plan.ema) if plan.ema else None
         if args.resume:
             resume_run(self)
         self.state.learning_rate = self.scheduler.get_last_lr()[0]
@@ -532,6 +536,8 @@ class Trainer:
         self.wrapped_optimizer.step()
         self.scheduler.step()
         self.wrapped_optimizer.zero_grad(set_to_none=True)
+        if self.average is not None:
+            self.average.update(state.step)
 
         record.loss_sum += reported.item()
         record.loss_count += 1
@@ -573,15 +579,16 @@ class Trainer:
         if data.val_examples is None:
             return
         began = time.perf_counter()
-        val_loss, metrics = self.score(full=False)
-        name, value, higher = primary_metric(metrics)
+        with self.kept_weights():
+            val_loss, metrics = self.score(full=False)
+            name, value, higher = primary_metric(metrics)
+            # "last": every evaluation's adapter is kept (too few texts to choose by); patience counts from the best
+            if state.kept == "last" or _is_better(value, val_loss, state.best_metric, record.best_loss, higher):
+                state.best_metric, state.best_step, record.best_loss = value, state.step, val_loss
+                record.best_weights = _copy_weights(clf)
         entry = {"step": state.step, "epoch": round(state.epoch, 4), "train_loss": train_loss, "val_loss": val_loss}
         state.history.append({**entry, **metrics})
         state.metric_name = name
-        # "last": every evaluation's adapter is kept (too few texts to choose by); patience counts from the best alike
-        if state.kept == "last" or _is_better(value, val_loss, state.best_metric, record.best_loss, higher):
-            state.best_metric, state.best_step, record.best_loss = value, state.step, val_loss
-            record.best_weights = _copy_weights(clf)
         record.since_best = _evaluations_since_best(state.history)
         self.last_eval_s = time.perf_counter() - began
         if state.estimated_s is None:
@@ -598,6 +605,11 @@ class Trainer:
         per_step = (eval_began - self.clock.began) / steps
         evaluations = math.ceil(plan.total_steps / plan.eval_every)
         state.estimated_s = per_step * plan.total_steps + self.last_eval_s * evaluations
+
+    def kept_weights(self):
+        """A block in which the adapter's weights are those the run evaluates and keeps: their moving average (when
+        the run keeps one), the weights as trained after it."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def score(self, full: bool) -> tuple[float, dict]:
         """``(loss, metrics)`` of the adapter as it stands on the validation sample, or on all of it."""
@@ -624,6 +636,8 @@ class Trainer:
             self.evaluate()  # cancelled before the first evaluation: measure what there is
         if self.record.best_weights is not None:
             clf.load_state_dict(self.record.best_weights)
+        elif self.average is not None:  # no validation: the average at the last step
+            self.average.apply()
         clf.eval()
         self.clock.update(state)
         self.trigger("on_train_end", state)
@@ -672,7 +686,8 @@ def write_checkpoint(t: Trainer) -> None:
         }
         save_checkpoint(
             Path(t.args.checkpoint_dir), model=t.clf, optimizer=t.optimizer.state_dict(), trainer=trainer,
-            rng=rng_state(t.generator),
+            rng=rng_state(t.generator), best_weights=record.best_weights,
+            average=t.average.state_dict() if t.average is not None else None,
         )  # fmt: skip
     t.accelerator.wait_for_everyone()
 
@@ -696,6 +711,10 @@ def resume_run(t: Trainer) -> None:
         t.record.since_best = saved.trainer["since_best"]
         t.record.loss_sum, t.record.loss_count = saved.trainer["loss_sum"], saved.trainer["loss_count"]
         restore_rng(saved.rng, t.generator)
+        if t.average is not None and saved.average is not None:
+            t.average.load_state_dict(saved.average)
+        elif t.average is not None:  # a checkpoint from before averaging existed: the average starts here
+            t.average = MovingAverage(t.clf, t.plan.ema)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # fields of the wrong shape
         raise damaged(directory, error) from None
 
@@ -717,6 +736,7 @@ def run_info(t: Trainer, metrics: dict, description: str | None) -> dict:
             "warmup_ratio": args.warmup_ratio,
             "weight_decay": args.weight_decay,
             "backbone_dropout": args.backbone_dropout,
+            "ema": plan.ema,
             "max_grad_norm": args.max_grad_norm,
             "max_length": plan.max_length,
             "seed": args.seed,

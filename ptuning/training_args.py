@@ -27,6 +27,9 @@ BIAS_LR = 1e-2
 # The low-rank updates (``lora_rank``): PEFT's LoRA of every linear layer at rank 8 read 0.852 on the full movie
 # split at 2e-3 (3 epochs, BENCHMARKS.md, issue 22), where the query-and-value LoRA at 5e-4 read 0.823.
 LORA_LR = 2e-3
+# The moving average of the adapter's weights (``ema``; ``averaging.py``) that evaluations score and a run keeps:
+# MEASURED-BELOW.
+EMA_DECAY = 0.995
 
 # A deep adapter that trains from a later layer (start_layer above 0) runs the upper layers only, from states kept
 # since the first epoch, and takes fewer, larger steps: on movie 2,000 (BENCHMARKS.md, issue 22; 3 seeds each) 5
@@ -112,6 +115,14 @@ class TrainingArguments:
             "metavar": "P",
         },
     )
+    ema: float | None = field(
+        default=None,
+        metadata={
+            "help": "Decay of the moving average of the adapter's weights that evaluations score and the run keeps "
+            f"(Polyak averaging); 0: the weights as the last step left them. Empty: {EMA_DECAY:g}.",
+            "metavar": "D",
+        },
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip gradients to this norm; 0 turns clipping off."})
     eval_steps: int | None = field(
         default=None,
@@ -187,6 +198,7 @@ class TrainingArguments:
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must not be negative"),
             (0 <= self.backbone_dropout < 1, "backbone_dropout must be in [0, 1)"),
+            (self.ema is None or 0 <= self.ema < 1, "ema must be in [0, 1): 0 turns the average off"),
             (self.max_grad_norm >= 0, "max_grad_norm must not be negative"),
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be at least 1"),
             (self.patience is None or self.patience >= 0, "patience must not be negative"),
