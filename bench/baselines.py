@@ -10,7 +10,7 @@ Methods (all on all-MiniLM-L6-v2, batch 32, max 64 tokens, linear schedule with 
   (AutoModelForSequenceClassification with everything but ``classifier`` frozen);
 - ``head-mean``: frozen backbone, a linear head (dropout 0.1) on mean-pooled last hidden states;
 - ``logreg-mean``: scikit-learn's LogisticRegression on the same mean-pooled features (one fit, no epochs);
-- ``full-ft``: full fine-tuning, AdamW lr 5e-5, 3 epochs;
+- ``full-ft``: full fine-tuning, AdamW lr 5e-5, 3 epochs (``--freeze-embeddings``: all but the embeddings);
 - ``peft-lora``: PEFT LoRA (rank 8, alpha 16, dropout 0.1, on query and value; the classifier trained), lr 5e-4,
   5 epochs: what a user picks instead of a prompt adapter;
 - ``peft-p-tuning``: PEFT P_TUNING, 20 virtual tokens, MLP encoder hidden 128, lr 3e-3;
@@ -62,6 +62,8 @@ def main() -> None:
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--group-by-length", action="store_true", help="length-grouped batches (default: shuffled)")
+    p.add_argument("--freeze-embeddings", action="store_true",
+                   help="full-ft: the embeddings stay frozen (what full fine-tuning gains from them)")
     p.add_argument("--bf16", action="store_true", help="full-ft, LoRA and PEFT runs under CPU bf16 autocast")
     p.epilog = "--epochs (default: 3 for full-ft, 5 for the others) applies to every method when given."
     args = p.parse_args()
@@ -198,6 +200,8 @@ def build(method: str, path: str, args, pad_id: int):
     model = load_classifier(path, args.seed)
     model.config.pad_token_id = pad_id
     if method == "full-ft":
+        if args.freeze_embeddings:
+            model.base_model.embeddings.requires_grad_(False)
         return model, 0
     from peft import LoraConfig, PromptEncoderConfig, PromptTuningConfig, TaskType, get_peft_model
 
