@@ -1,8 +1,8 @@
 """A moving average of an adapter's trainable weights (Polyak averaging), the weights a run evaluates and keeps.
 
-The weights after the last step wander with the last batches; their exponential moving average over the last few
-hundred steps does not, and on the full movie split it classified better (BENCHMARKS.md, issue 22). Training steps
-move the weights themselves; the average follows them::
+The weights after the last step wander with the last batches; their exponential moving average over the last steps
+does not, and it classified better on every data set of issue 22 (BENCHMARKS.md, "A moving average of the weights by
+default"). Training steps move the weights themselves; the average follows them::
 
     average = MovingAverage(clf, decay=0.995)
     ...                                   # an optimizer step
@@ -10,8 +10,9 @@ move the weights themselves; the average follows them::
     with average.applied():               # the average in place of the weights: evaluate, copy, save
         metrics = evaluate(clf)
 
-Early steps weigh more than the decay says (``min(decay, (1 + step) / (10 + step))``, TensorFlow's rule), so that
-the average of a short run is not dragged back to the adapter it started from.
+Recent steps weigh more than the decay says while the run is young (``min(decay, (1 + step) / (10 + step))``,
+TensorFlow's rule: the window is about a ninth of the steps so far, up to ``1 / (1 - decay)``), so that the average of
+a short run is not dragged back to the adapter it started from.
 """
 
 from __future__ import annotations
