@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from ptuning.averaging import MovingAverage, average_rate
@@ -13,7 +14,7 @@ from ptuning.checkpoints import AVERAGE_STATE
 from ptuning.errors import ConfigError
 from ptuning.model import PromptClassifier
 from ptuning.train import Callback, train
-from tests.helpers import fast, same_weights, weights
+from tests.helpers import CancelAt, fast, same_weights, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -141,16 +142,11 @@ def test_the_default_run_averages(tiny, sentiment):
 # -- checkpoints ------------------------------------------------------------------------------------------
 
 
-def cut_run(tiny, sentiment, ckpt, cancel_at=5, **options):
+def cut_run(tiny, sentiment, ckpt, cancel_at=5):
+    """A run cancelled after ``cancel_at`` steps, its checkpoint in ``ckpt``."""
     event = threading.Event()
-
-    class Stop(Callback):
-        def on_step_end(self, state):
-            if state.step == cancel_at:
-                event.set()
-
-    args = fast(epochs=3, ema=0.8, checkpoint_dir=str(ckpt), **options)
-    return train(sentiment(64), config=adapter(tiny), args=args, cancel=event, callbacks=[Stop()])
+    args = fast(epochs=3, ema=0.8, checkpoint_dir=str(ckpt))
+    return train(sentiment(64), config=adapter(tiny), args=args, cancel=event, callbacks=[CancelAt(cancel_at, event)])
 
 
 def test_a_resumed_run_keeps_the_same_average_as_one_run(tiny, tmp_path, sentiment):
@@ -185,8 +181,6 @@ def test_a_checkpoint_from_before_averaging_resumes_and_starts_the_average_there
 
 @pytest.mark.parametrize("damage", ["garbled", "other-shape"])
 def test_a_damaged_average_is_refused_in_one_line(tiny, tmp_path, sentiment, damage):
-    from safetensors.torch import save_file
-
     cut_run(tiny, sentiment, tmp_path / "cut")
     path = tmp_path / "cut" / AVERAGE_STATE
     if damage == "garbled":
