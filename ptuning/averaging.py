@@ -1,8 +1,8 @@
 """A moving average of an adapter's trainable weights (Polyak averaging), the weights a run evaluates and keeps.
 
 The weights after the last step wander with the last batches; their exponential moving average over the last steps
-does not, and it classified better on every data set of issue 22 (BENCHMARKS.md, "A moving average of the weights by
-default"). Training steps move the weights themselves; the average follows them::
+does not, and over 3 seeds it classified better on the questions, movie 2,000 and the full movie split (BENCHMARKS.md,
+"A moving average of the weights by default"; one man-pages run read one page fewer). Training steps move the weights themselves; the average follows them::
 
     average = MovingAverage(clf, decay=0.995)
     ...                                   # an optimizer step
