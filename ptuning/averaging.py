@@ -2,7 +2,8 @@
 
 The weights after the last step wander with the last batches; their exponential moving average over the last steps
 does not, and over 3 seeds it classified better on the questions, movie 2,000 and the full movie split (BENCHMARKS.md,
-"A moving average of the weights by default"; one man-pages run read one page fewer). Training steps move the weights themselves; the average follows them::
+"A moving average of the weights by default"; one man-pages run read one page fewer). Training steps move the weights
+themselves; the average follows them::
 
     average = MovingAverage(clf, decay=0.995)
     ...                                   # an optimizer step

@@ -85,8 +85,8 @@ def test_budget_runs_are_timed_in_advance_and_calibrations_are_kept(tiny, sentim
 
 
 def test_automatic_epochs_shrink_to_fit_the_budget(tiny, sentiment, priced, one_thread):
-    # steps priced at 10 ms a token, so that a third of the plan (about 50 s) leaves loading and tokenising on a busy
-    # machine far inside the budget; at 1 ms (5 s) two runs beside other jobs reached the budget before the last step
+    # steps priced at 10 ms a token, so that a third of the plan (about 42 s) leaves loading and tokenising on a busy
+    # machine far inside the budget; at 1 ms (4 s) two full-suite runs reached the budget before the last step
     priced.calibration = Calibration(train_linear=1e-2, train_quadratic=0.0, eval_linear=1e-3, eval_quadratic=0.0)
     data = sentiment(64)
     free = plan_training(data, config=adapter(tiny), args=TrainingArguments(batch_size=8, patience=0))  # priced
