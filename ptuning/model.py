@@ -136,23 +136,27 @@ class PromptClassifier(nn.Module):
         """The input prompt, ``[num_virtual_tokens, hidden]`` (for p-tuning: the encoder's output)."""
         return self.prompt()
 
-    def forward(self, input_ids, prompt_slots, attention_mask, token_type_ids=None, start_states=None) -> torch.Tensor:
+    def forward(
+        self, input_ids, prompt_slots, attention_mask, token_type_ids=None, start_states=None, start_layer=None
+    ) -> torch.Tensor:
         """Logits of a collated batch; ``start_states`` (``[B, L, H]``, ``pad_states`` of ``lower_states``) starts the
-        pass at layer ``config.start_layer`` from them instead of computing the layers below."""
+        pass at layer ``start_layer`` (default ``config.start_layer``) from them instead of computing the layers
+        below."""
         rows = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
         batch = dict(
             input_ids=input_ids, prompt_slots=prompt_slots, attention_mask=attention_mask, token_type_ids=token_type_ids
         )
-        return forward_mixed([self], rows, batch, start_states=start_states)
+        return forward_mixed([self], rows, batch, start_states=start_states, start_layer=start_layer)
 
     @torch.inference_mode()
-    def lower_states(self, examples, batch_size: int = 64) -> list[torch.Tensor]:
-        """What the layers below ``config.start_layer`` make of each laid-out example, ``[its length, H]`` each (in
-        input order, on the adapter's device): the states a pass of this adapter starts from at that layer. They
-        depend on nothing that trains (the prompts below the start stay as they are), so a run computes them once."""
-        k = self.config.start_layer
+    def lower_states(self, examples, batch_size: int = 64, layer: int | None = None) -> list[torch.Tensor]:
+        """What the layers below ``layer`` (default ``config.start_layer``) make of each laid-out example, ``[its
+        length, H]`` each (in input order, on the adapter's device): the states a pass of this adapter starts from at
+        that layer. Below the start layer they depend on nothing that trains (the prompts below the start stay as they
+        are), so a run computes them once; a run that freezes its lower layers computes them once more then."""
+        k = self.config.start_layer if layer is None else layer
         if k == 0:
-            raise ConfigError("lower_states needs an adapter with a start_layer above 0")
+            raise ConfigError("lower_states needs a layer above 0")
         out = []
         for start in range(0, len(examples), batch_size):
             part = list(examples[start : start + batch_size])
@@ -173,12 +177,13 @@ class PromptClassifier(nn.Module):
                 out.append((states[-n:] if left else states[:n]).clone())
         return out
 
-    def start_states(self, examples: Sequence, kept: Sequence[torch.Tensor | None]) -> torch.Tensor:
-        """``pad_states`` of ``examples``' lower-layer states: ``kept[i]`` where there is one, else computed now."""
+    def start_states(self, examples: Sequence, kept: Sequence[torch.Tensor | None], layer: int | None = None):
+        """``pad_states`` of ``examples``' states at ``layer`` (default ``config.start_layer``): ``kept[i]`` where
+        there is one, else computed now."""
         states = list(kept)
         missing = [i for i, s in enumerate(states) if s is None]
         if missing:
-            for i, s in zip(missing, self.lower_states([examples[i] for i in missing])):
+            for i, s in zip(missing, self.lower_states([examples[i] for i in missing], layer=layer)):
                 states[i] = s
         return self.pad_states(states)
 
@@ -301,12 +306,17 @@ def _opt_list(x: Sequence[str] | None) -> list[str] | None:
 
 # --------------------------------------------------------------------------------------------- the pass
 def forward_mixed(
-    adapters: Sequence[PromptClassifier], rows: torch.Tensor, batch: dict, start_states: torch.Tensor | None = None
+    adapters: Sequence[PromptClassifier],
+    rows: torch.Tensor,
+    batch: dict,
+    start_states: torch.Tensor | None = None,
+    start_layer: int | None = None,
 ) -> torch.Tensor:
     """Logits ``[B, max num_labels]`` for a batch whose row i uses ``adapters[rows[i]]``, in one backbone pass.
 
     All adapters must share the backbone. Columns past an adapter's own label count are zero. ``start_states`` (one
-    adapter only: a training step) starts the pass at its ``start_layer`` from states computed before.
+    adapter only: a training step) starts the pass at ``start_layer`` (default: the adapter's) from states computed
+    before.
     """
     backbone = adapters[0].backbone
     if any(a.backbone is not backbone for a in adapters):
@@ -329,7 +339,7 @@ def forward_mixed(
     view = backbone.with_head(_stacked_head([a.head for a in model_pooled])) if model_pooled else backbone.model
     own_pooled = len(model_pooled) < len(adapters)
 
-    with _per_row(adapters, rows, slots, start_states), _autocast(backbone):
+    with _per_row(adapters, rows, slots, start_states, start_layer), _autocast(backbone):
         out = view(**kwargs, output_hidden_states=own_pooled)
 
     width = max(a.config.num_labels for a in adapters)
@@ -350,7 +360,8 @@ def forward_mixed(
 
 
 @contextmanager
-def _per_row(adapters: Sequence[PromptClassifier], rows: torch.Tensor, slots: torch.Tensor, start_states):
+def _per_row(adapters: Sequence[PromptClassifier], rows: torch.Tensor, slots: torch.Tensor, start_states,
+             start_layer: int | None = None):  # fmt: skip
     """What the backbone's hooks read during one pass (``backbones``): each row's deep tables, bias offsets and
     low-rank updates, and the layer the pass starts at; reset afterwards, whatever happens."""
     has_deep = [a.deep is not None and a.placement.num_prompt > 0 for a in adapters]  # no vectors: nothing to set
@@ -369,9 +380,10 @@ def _per_row(adapters: Sequence[PromptClassifier], rows: torch.Tensor, slots: to
             updates = stacked_low_rank([a.low_rank() if a.low_rank is not None else None for a in adapters])
             tokens.append((low_rank, low_rank.set((updates, rows, tuple(slots.shape)))))
         if start_states is not None:
-            if len(adapters) != 1 or not adapters[0].config.start_layer:
-                raise ConfigError("start_states are for one adapter with a start_layer above 0")
-            tokens.append((start_at, start_at.set((adapters[0].config.start_layer, start_states))))
+            layer = adapters[0].config.start_layer if start_layer is None else start_layer
+            if len(adapters) != 1 or not layer:
+                raise ConfigError("start_states are for one adapter, at a layer above 0")
+            tokens.append((start_at, start_at.set((layer, start_states))))
         yield
     finally:
         for var, token in reversed(tokens):

@@ -22,8 +22,8 @@ from .config import Method
 from .estimate import Calibration, Estimate, estimate_run
 from .training_args import BIAS_LR, EMA_DECAY, HEAD_LR, LORA_LR, SHORT_RUN_EVALUATIONS, TrainingArguments, auto_epochs, auto_lr
 
-__all__ = ["BUDGET_EPOCHS", "BUDGET_SHARE", "MIN_BUDGET_LENGTH", "Plan", "Workload", "lr_schedule", "make_plan",
-           "shorter_lengths"]
+__all__ = ["BUDGET_EPOCHS", "BUDGET_SHARE", "MIN_BUDGET_LENGTH", "Plan", "Workload", "freeze_layer", "lr_schedule",
+           "make_plan", "shorter_lengths"]
 
 # The share of a time budget left after setup that the plan may fill: estimates are within about 10-20 %, and the
 # loop's own stop (before a step that would end past the budget) catches the rest.
@@ -105,6 +105,7 @@ class Workload:
     processes: int = 1
     start_layer: int = 0  # the adapter's: a later start takes the late start's learning rate and epochs
     lora_rank: int = 0  # the adapter's: low-rank updates take the late start's epochs too (they converge as fast)
+    num_layers: int = 0  # the backbone's (a run that freezes its lower layers freezes the lower half of those it trains)
 
     @property
     def n_train(self) -> int:
@@ -128,6 +129,8 @@ class Plan:
     bias_lr: float = BIAS_LR
     lora_lr: float = LORA_LR
     ema: float = 0.0  # the decay of the moving average of the weights the run evaluates and keeps; 0: none
+    freeze_step: int = 0  # the step from which the layers below freeze_layer stop training (0: they never do)
+    freeze_layer: int = 0
     estimate: Estimate | None = None  # the priced time of the steps and evaluations (None: no costs were given)
     cut: str | None = None  # why max_length is shorter than the workload's (None: it is not)
 
@@ -160,7 +163,7 @@ def make_plan(
     """
     plan = _automatic(args, work)
     if saved is not None:
-        plan = _as_saved(plan, saved, args)
+        plan = _as_saved(plan, saved, args, work)
     elif seconds_left is not None and args.epochs is None and costs is not None:
         left = seconds_left * BUDGET_SHARE
         if args.max_length is None:
@@ -213,22 +216,37 @@ def _automatic(args: TrainingArguments, work: Workload) -> Plan:
         eval_batch_size=max(64, 2 * args.batch_size),
         processes=work.processes,
     )
-    return _with_steps(plan, epochs, plan.total_steps, args)
+    return _with_steps(plan, epochs, plan.total_steps, args, work)
 
 
-def _with_steps(plan: Plan, epochs: int, total_steps: int, args: TrainingArguments) -> Plan:
-    """``plan`` with these epochs and steps; the warm-up and the evaluation spacing follow from them."""
+def freeze_layer(start_layer: int, num_layers: int) -> int:
+    """The layer below which a run that freezes its lower layers freezes them: half way from the adapter's start
+    layer up (0: too few layers to freeze any).
+
+    >>> freeze_layer(0, 6), freeze_layer(2, 6), freeze_layer(0, 12), freeze_layer(5, 6), freeze_layer(0, 1)
+    (3, 4, 6, 0, 0)
+    """
+    layer = start_layer + (num_layers - start_layer) // 2
+    return layer if layer > start_layer else 0
+
+
+def _with_steps(plan: Plan, epochs: int, total_steps: int, args: TrainingArguments, work: Workload) -> Plan:
+    """``plan`` with these epochs and steps; the warm-up, the evaluation spacing and the step the lower layers freeze
+    at follow from them (no freezing with several processes: DDP needs every trained weight in every step)."""
     if args.eval_steps:
         eval_every = args.eval_steps
     elif epochs >= SHORT_RUN_EVALUATIONS:
         eval_every = plan.steps_per_epoch
     else:
         eval_every = math.ceil(total_steps / SHORT_RUN_EVALUATIONS)
+    layer = freeze_layer(work.start_layer, work.num_layers) if args.freeze_after and work.processes == 1 else 0
+    freeze_step = max(1, round(args.freeze_after * total_steps)) if layer else 0
     return dataclasses.replace(plan, epochs=epochs, total_steps=total_steps, eval_every=eval_every,
-                               warmup_steps=int(args.warmup_ratio * total_steps))  # fmt: skip
+                               warmup_steps=int(args.warmup_ratio * total_steps), freeze_step=freeze_step,
+                               freeze_layer=layer)  # fmt: skip
 
 
-def _as_saved(plan: Plan, saved: dict, args: TrainingArguments) -> Plan:
+def _as_saved(plan: Plan, saved: dict, args: TrainingArguments, work: Workload) -> Plan:
     """The resumed run's plan: its checkpoint's cut of the length (one a budget could have chosen), epochs and steps."""
     try:
         length, epochs, steps = saved.get("max_length"), int(saved["epochs"]), int(saved["total_steps"])
@@ -237,14 +255,14 @@ def _as_saved(plan: Plan, saved: dict, args: TrainingArguments) -> Plan:
     if args.max_length is None and length in shorter_lengths(plan.max_length):
         plan = dataclasses.replace(plan, max_length=length,
                                    cut="as in the run being resumed (its time budget chose it)")  # fmt: skip
-    return _with_steps(plan, epochs, steps, args)
+    return _with_steps(plan, epochs, steps, args, work)
 
 
 def _fit_length(plan: Plan, args: TrainingArguments, work: Workload, costs: Calibration, left: float) -> Plan:
     """The longest cut of the texts (the automatic length, halved down to MIN_BUDGET_LENGTH) at which
     BUDGET_EPOCHS automatic epochs (or fewer, when the plan has fewer) fit into ``left`` seconds."""
     epochs = min(BUDGET_EPOCHS, plan.epochs)
-    trial = _with_steps(plan, epochs, epochs * plan.steps_per_epoch, args)
+    trial = _with_steps(plan, epochs, epochs * plan.steps_per_epoch, args, work)
     if _price(trial, args, work, costs).seconds <= left:
         return plan
     chosen = plan.max_length
@@ -262,14 +280,14 @@ def _fit_epochs(plan: Plan, args: TrainingArguments, work: Workload, costs: Cali
     """Fewer automatic epochs, or part of one, so that the plan fits into ``left`` seconds."""
     estimate = _price(plan, args, work, costs)  # priced once: fewer epochs only change the counts
     for epochs in range(plan.epochs, 0, -1):
-        candidate = _with_steps(plan, epochs, epochs * plan.steps_per_epoch, args)
+        candidate = _with_steps(plan, epochs, epochs * plan.steps_per_epoch, args, work)
         evaluations = math.ceil(candidate.total_steps / candidate.eval_every) if work.val_lengths else 0
         if estimate.seconds_for(candidate.total_steps, evaluations) <= left:
             return candidate
     # not even one epoch: the steps that fit beside SHORT_RUN_EVALUATIONS evaluations
     per_step = estimate.train_s / max(estimate.steps, 1)
     steps = int((left - SHORT_RUN_EVALUATIONS * estimate.seconds_per_evaluation) / max(per_step, 1e-9))
-    return _with_steps(plan, 1, max(1, min(steps, plan.steps_per_epoch)), args)
+    return _with_steps(plan, 1, max(1, min(steps, plan.steps_per_epoch)), args, work)
 
 
 def _price(plan: Plan, args: TrainingArguments, work: Workload, costs: Calibration) -> Estimate:

@@ -286,6 +286,7 @@ def plan_run(
     work = Workload(
         tuple(len(e.input_ids) for e in data.train_examples), None if val is None else tuple(len(e.input_ids) for e in val),
         data.max_length, clf.config.method, processes, clf.config.start_layer, clf.config.lora_rank,
+        clf.backbone.num_layers,
     )  # fmt: skip
     left = None if deadline is None else deadline - time.monotonic()
     plan = make_plan(args, work, costs=costs, seconds_left=left, saved=saved)
@@ -310,9 +311,12 @@ def _state_bytes(clf: PromptClassifier, tokens: int) -> int:
     return tokens * clf.backbone.hidden_size * (torch.finfo(clf.backbone.model.dtype).bits // 8)
 
 
-def lower_states(clf: PromptClassifier, examples: Sequence, max_bytes: int = LOWER_STATES_BYTES) -> list:
-    """What the frozen layers below ``clf``'s start layer make of each training example, computed once for the run:
-    the longest examples first while they fit into ``max_bytes``, None for the rest (their steps compute them)."""
+def lower_states(
+    clf: PromptClassifier, examples: Sequence, max_bytes: int = LOWER_STATES_BYTES, layer: int | None = None
+) -> list:
+    """What the frozen layers below ``layer`` (default: ``clf``'s start layer) make of each training example, computed
+    once for the run: the longest examples first while they fit into ``max_bytes``, None for the rest (their steps
+    compute them)."""
     out: list = [None] * len(examples)
     kept, used = [], 0
     for i in sorted(range(len(examples)), key=lambda i: -len(examples[i].input_ids)):
@@ -321,8 +325,20 @@ def lower_states(clf: PromptClassifier, examples: Sequence, max_bytes: int = LOW
             kept.append(i)
             used += size
     kept.sort(key=lambda i: len(examples[i].input_ids))  # passes over texts of like lengths pad little
-    for i, states in zip(kept, clf.lower_states([examples[i] for i in kept])):
+    for i, states in zip(kept, clf.lower_states([examples[i] for i in kept], layer=layer)):
         out[i] = states
+    return out
+
+
+def lower_parts(clf: PromptClassifier, layer: int) -> list[tuple[str, slice]]:
+    """``(parameter name, rows)`` of the adapter's trained parts below ``layer``: the input prompt, the deep tables of
+    the layers below it, their low-rank updates and bias offsets (not the head)."""
+    out = [(name, slice(None)) for name, p in clf.prompt.named_parameters(prefix="prompt") if p.requires_grad]
+    if clf.deep is not None and layer > 1:
+        out.append(("deep.tables", slice(0, layer - 1)))
+    for prefix, part, lists in (("low_rank", clf.low_rank, ("a", "b")), ("offsets", clf.offsets, ("values",))):
+        below = [i for i, name in enumerate(part.names) if int(name.split(".")[0]) < layer] if part is not None else []
+        out += [(f"{prefix}.{k}.{i}", slice(None)) for i in below for k in lists]
     return out
 
 
@@ -441,6 +457,8 @@ class Trainer:
         self.last_eval_s: float | None = None
         # what evaluations score and the run keeps: the moving average of the weights, or the weights themselves
         self.average = MovingAverage(clf, plan.ema) if plan.ema else None
+        self.pass_start = clf.config.start_layer  # the layer training steps start at: higher once the lower freeze
+        self.frozen_rows: torch.Tensor | None = None  # the deep tables below plan.freeze_layer, once frozen
         if args.resume:
             resume_run(self)
         self.state.learning_rate = self.scheduler.get_last_lr()[0]
@@ -463,6 +481,8 @@ class Trainer:
                 if self.out_of_time():
                     state.budget_reached = True
                     break
+                if plan.freeze_step and state.step >= plan.freeze_step and self.pass_start < plan.freeze_layer:
+                    self.freeze_lower()
                 self.train_step(batch)
                 if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
                     self.evaluate()
@@ -534,6 +554,9 @@ class Trainer:
         if self.args.max_grad_norm:
             acc.clip_grad_norm_(clf.parameters(), self.args.max_grad_norm)
         self.wrapped_optimizer.step()
+        if self.frozen_rows is not None:  # zero gradients, but Adam's momentum would still move them
+            with torch.no_grad():
+                clf.deep.tables[: len(self.frozen_rows)].copy_(self.frozen_rows)
         self.scheduler.step()
         self.wrapped_optimizer.zero_grad(set_to_none=True)
         if self.average is not None:
@@ -567,8 +590,29 @@ class Trainer:
         examples = [self.data.train_examples[i] for i in batch]
         inputs = self.clf.collate(examples)
         if self.data.lower is not None:
-            inputs["start_states"] = self.clf.start_states(examples, [self.data.lower[i] for i in batch])
+            kept = [self.data.lower[i] for i in batch]
+            inputs["start_states"] = self.clf.start_states(examples, kept, layer=self.pass_start)
+            inputs["start_layer"] = self.pass_start
         return inputs
+
+    def freeze_lower(self) -> None:
+        """Stop training the adapter's parts below ``plan.freeze_layer`` (FreezeOut): they take their moving
+        average's values (what evaluations score; the average of a weight that no longer moves stays put), and what
+        those layers make of each training text is computed once, so that every later step runs only the layers
+        above. A run resumed past ``plan.freeze_step`` computes the states again from the weights it restored."""
+        clf, layer, data = self.clf, self.plan.freeze_layer, self.data
+        params = dict(clf.named_parameters())
+        if self.average is not None and self.state.step == self.plan.freeze_step:  # not again in a resumed run
+            with torch.no_grad():
+                for name, rows in lower_parts(clf, layer):
+                    if name in self.average.values:
+                        params[name][rows].copy_(self.average.values[name][rows])
+        if clf.deep is not None and layer > 1:
+            self.frozen_rows = clf.deep.tables[: layer - 1].detach().clone()
+        val_bytes = _state_bytes(clf, sum(s.shape[0] for s in data.val_lower or () if s is not None))
+        lower = lower_states(clf, data.train_examples, max(0, LOWER_STATES_BYTES - val_bytes), layer=layer)
+        self.data = dataclasses.replace(data, lower=lower)
+        self.pass_start = layer
 
     def evaluate(self) -> None:
         """Score the validation set; keep the weights when they are the best so far (every evaluation's, when the run
@@ -737,6 +781,7 @@ def run_info(t: Trainer, metrics: dict, description: str | None) -> dict:
             "weight_decay": args.weight_decay,
             "backbone_dropout": args.backbone_dropout,
             "ema": plan.ema,
+            **({"freeze_step": plan.freeze_step, "freeze_layer": plan.freeze_layer} if plan.freeze_step else {}),
             "max_grad_norm": args.max_grad_norm,
             "max_length": plan.max_length,
             "seed": args.seed,

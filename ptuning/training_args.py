@@ -117,6 +117,15 @@ class TrainingArguments:
             "metavar": "P",
         },
     )
+    freeze_after: float = field(
+        default=0.0,
+        metadata={
+            "help": "After this share of the steps, the lower half of the layers the adapter trains stops training "
+            "and what they make of each text is computed once, so later steps run only the upper half (faster; "
+            "FreezeOut, Brock et al. 2017); 0: never.",
+            "metavar": "F",
+        },
+    )
     ema: float | None = field(
         default=None,
         metadata={
@@ -201,6 +210,7 @@ class TrainingArguments:
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must not be negative"),
             (0 <= self.backbone_dropout < 1, "backbone_dropout must be in [0, 1)"),
+            (0 <= self.freeze_after < 1, "freeze_after must be in [0, 1): 0 never freezes"),
             (self.ema is None or 0 <= self.ema < 1, "ema must be in [0, 1): 0 turns the average off"),
             (self.max_grad_norm >= 0, "max_grad_norm must not be negative"),
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be at least 1"),

@@ -1,0 +1,110 @@
+"""Freezing the lower layers part way through a run (``--freeze-after``, FreezeOut): from the plan's step on, the
+adapter's parts below the freeze layer stop moving, steps start from states computed once, and none of it changes
+what a pass of the adapter computes, what a resumed run ends with, or a run that does not freeze."""
+
+import dataclasses
+import threading
+
+import pytest
+import torch
+
+from ptuning.config import Method
+from ptuning.errors import ConfigError
+from ptuning.model import PromptClassifier
+from ptuning.plan import Workload, make_plan
+from ptuning.train import Callback, lower_parts, train
+from ptuning.training_args import TrainingArguments
+from tests.helpers import CancelAt, fast, same_weights, weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def adapter(tiny, **options) -> dict:
+    return {"base_model": tiny("bert"), "num_virtual_tokens": 4, "lora_rank": 2, "bias_offsets": True, **options}
+
+
+class Trajectory(Callback):
+    """The adapter's weights after every step, as training left them."""
+
+    def __init__(self, model: PromptClassifier):
+        self.model, self.at = model, {}
+
+    def on_train_begin(self, state):
+        self.at[state.step] = weights(self.model)
+
+    def on_step_end(self, state):
+        self.at[state.step] = weights(self.model)
+
+
+def parts(model: PromptClassifier, layer: int) -> dict[str, torch.Tensor]:
+    params = dict(model.named_parameters())
+    return {name: params[name][rows].detach().clone() for name, rows in lower_parts(model, layer)}
+
+
+def test_the_plan_freezes_the_lower_half_of_the_trained_layers_at_its_share_of_the_steps():
+    work = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, num_layers=6)
+    plan = make_plan(TrainingArguments(epochs=5, freeze_after=0.4), work)
+    assert (plan.total_steps, plan.freeze_step, plan.freeze_layer) == (50, 20, 3)
+    late = make_plan(TrainingArguments(epochs=5, freeze_after=0.4), dataclasses.replace(work, start_layer=2))
+    assert late.freeze_layer == 4
+    assert make_plan(TrainingArguments(epochs=5), work).freeze_step == 0  # the default never freezes
+    ddp = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, processes=2, num_layers=6)
+    assert make_plan(TrainingArguments(epochs=5, freeze_after=0.4), ddp).freeze_step == 0
+    one = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, start_layer=5, num_layers=6)
+    assert make_plan(TrainingArguments(epochs=5, freeze_after=0.4), one).freeze_step == 0  # one layer: none to freeze
+
+
+def test_the_lower_parts_stop_at_their_average_and_the_upper_ones_train_on(tiny, sentiment):
+    model = PromptClassifier(**adapter(tiny), labels=["neg", "pos"])
+    path = Trajectory(model)
+    result = train(sentiment(64), model=model, args=fast(epochs=3, ema=0.8, freeze_after=0.5), callbacks=[path])
+    assert result.model.info["training"]["freeze_step"] == 4 and result.model.info["training"]["freeze_layer"] == 1
+    lower = {name for name, _ in lower_parts(model, 1)}
+    assert {"prompt.embedding.weight", "low_rank.a.0"} <= lower and not any(n.startswith("head") for n in lower)
+    at = {step: {n: w[n] for n in lower} for step, w in path.at.items()}
+    assert not same_weights(at[3], at[4])  # the step before the freeze still moved them
+    assert not same_weights(at[4], at[5])  # the freeze put their average in place (before step 5)
+    assert all(same_weights(at[5], at[step]) for step in range(6, 10))  # and after it nothing moves them
+    upper = [n for n in path.at[9] if n not in lower and n.startswith(("head", "low_rank"))]
+    assert upper and all(not torch.equal(path.at[5][n], path.at[9][n]) for n in upper)
+
+
+def test_a_step_from_the_kept_states_computes_what_the_whole_pass_computes(tiny, sentiment):
+    model = PromptClassifier(**adapter(tiny), labels=["neg", "pos"])
+    train(sentiment(32), model=model, args=fast(epochs=1))  # trained weights everywhere, not the zero start
+    examples = model.encode(["a fine film", "dull and far too long for what it says"]).examples
+    batch = model.collate(examples)
+    with torch.no_grad():
+        whole = model(**batch)
+        states = model.start_states(examples, [None, None], layer=1)
+        from_kept = model(**batch, start_states=states, start_layer=1)
+    assert torch.allclose(whole, from_kept, atol=1e-5)
+
+
+def cut_run(tiny, sentiment, ckpt, cancel_at: int):
+    event = threading.Event()
+    args = fast(epochs=3, ema=0.8, freeze_after=0.5, checkpoint_dir=str(ckpt))
+    return train(sentiment(64), config=adapter(tiny), args=args, cancel=event, callbacks=[CancelAt(cancel_at, event)])
+
+
+@pytest.mark.parametrize("cancel_at", [2, 6])  # before the freeze step (4), and after it
+def test_a_resumed_run_ends_as_one_run_did(tiny, tmp_path, sentiment, cancel_at):
+    whole = train(sentiment(64), config=adapter(tiny), args=fast(epochs=3, ema=0.8, freeze_after=0.5))
+    assert cut_run(tiny, sentiment, tmp_path / "cut", cancel_at).state.cancelled
+    args = fast(epochs=3, ema=0.8, freeze_after=0.5, checkpoint_dir=str(tmp_path / "cut"), resume=True)
+    resumed = train(sentiment(64), config=adapter(tiny), args=args)
+    assert resumed.state.step == whole.state.step == 9
+    assert same_weights(weights(resumed.model), weights(whole.model))
+    assert [h["val_loss"] for h in resumed.state.history] == [h["val_loss"] for h in whole.state.history]
+
+
+def test_freezing_leaves_the_saved_adapter_a_plain_one(tiny, tmp_path, sentiment):
+    result = train(sentiment(64), config=adapter(tiny), args=fast(epochs=2, freeze_after=0.5), out_dir=tmp_path / "a")
+    loaded = PromptClassifier.from_pretrained(tmp_path / "a")
+    texts = ["a fine film", "dull"]
+    assert [p["label"] for p in loaded.predict(texts)] == [p["label"] for p in result.model.predict(texts)]
+
+
+def test_freeze_after_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match="freeze_after"):
+        TrainingArguments(freeze_after=1.0)
