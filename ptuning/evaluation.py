@@ -63,10 +63,16 @@ def align_labels(data: Dataset, model: PromptClassifier) -> Dataset:
 
 @torch.inference_mode()
 def predict_logits(
-    clf: PromptClassifier, examples: list, batch_size: int, accelerator=None, lower: list | None = None
+    clf: PromptClassifier,
+    examples: list,
+    batch_size: int,
+    accelerator=None,
+    lower: list | None = None,
+    layer: int | None = None,
 ) -> torch.Tensor:
     """Logits ``[N, num_labels]`` on the CPU, in input order; with several processes each scores every n-th batch.
-    ``lower`` (an adapter with a start layer): each example's kept lower-layer states, or None (computed here)."""
+    ``lower``: each example's kept states at ``layer`` (default: the adapter's start layer), or None (computed
+    here); the pass starts there."""
     clf.eval()
     batches = length_grouped_batches([len(e.input_ids) for e in examples], batch_size)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
@@ -78,7 +84,8 @@ def predict_logits(
         index[filled : filled + len(b)] = torch.tensor(b, device=clf.device)
         inputs = clf.collate([examples[i] for i in b])
         if lower is not None:
-            inputs["start_states"] = clf.start_states([examples[i] for i in b], [lower[i] for i in b])
+            inputs["start_states"] = clf.start_states([examples[i] for i in b], [lower[i] for i in b], layer=layer)
+            inputs["start_layer"] = layer
         out[filled : filled + len(b)] = clf(**inputs)
         filled += len(b)
     if world > 1:

@@ -459,6 +459,7 @@ class Trainer:
         self.average = MovingAverage(clf, plan.ema) if plan.ema else None
         self.pass_start = clf.config.start_layer  # the layer training steps start at: higher once the lower freeze
         self.frozen_rows: torch.Tensor | None = None  # the deep tables below plan.freeze_layer, once frozen
+        self.frozen_val: list | None = None  # the validation examples' states at plan.freeze_layer, once frozen
         if args.resume:
             resume_run(self)
         self.state.learning_rate = self.scheduler.get_last_lr()[0]
@@ -609,9 +610,11 @@ class Trainer:
                         params[name][rows].copy_(self.average.values[name][rows])
         if clf.deep is not None and layer > 1:
             self.frozen_rows = clf.deep.tables[: layer - 1].detach().clone()
-        val_bytes = _state_bytes(clf, sum(s.shape[0] for s in data.val_lower or () if s is not None))
-        lower = lower_states(clf, data.train_examples, max(0, LOWER_STATES_BYTES - val_bytes), layer=layer)
+        lower = lower_states(clf, data.train_examples, LOWER_STATES_BYTES, layer=layer)
         self.data = dataclasses.replace(data, lower=lower)
+        if data.val_examples is not None:  # evaluations during training start there too
+            used = _state_bytes(clf, sum(s.shape[0] for s in lower if s is not None))
+            self.frozen_val = lower_states(clf, data.val_examples, max(0, LOWER_STATES_BYTES - used), layer=layer)
         self.pass_start = layer
 
     def evaluate(self) -> None:
@@ -656,12 +659,16 @@ class Trainer:
         return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def score(self, full: bool) -> tuple[float, dict]:
-        """``(loss, metrics)`` of the adapter as it stands on the validation sample, or on all of it."""
+        """``(loss, metrics)`` of the adapter as it stands on the validation sample, or on all of it. An evaluation
+        in training after the lower layers froze starts from their kept states (the last one, ``full``, of whatever
+        adapter the run kept, from the adapter's own start)."""
         examples, targets, labels = self.data.validation(full)
-        lower = self.data.val_lower
+        lower, layer = self.data.val_lower, None
+        if self.frozen_val is not None and not full:
+            lower, layer = self.frozen_val, self.pass_start
         if lower is not None and not full and self.data.val_sample is not None:
             lower = [lower[i] for i in self.data.val_sample]
-        logits = predict_logits(self.clf, examples, self.plan.eval_batch_size, self.accelerator, lower)
+        logits = predict_logits(self.clf, examples, self.plan.eval_batch_size, self.accelerator, lower, layer)
         return float(task_loss(logits, targets, self.clf.config.task)), score_logits(self.clf, labels, logits)
 
     def trigger(self, hook: str, *args) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from ptuning.config import Method
 from ptuning.errors import ConfigError
+from ptuning.evaluation import predict_logits, task_loss
 from ptuning.model import PromptClassifier
 from ptuning.plan import Workload, make_plan
 from ptuning.train import Callback, lower_parts, train
@@ -108,3 +109,28 @@ def test_freezing_leaves_the_saved_adapter_a_plain_one(tiny, tmp_path, sentiment
 def test_freeze_after_out_of_range_is_refused():
     with pytest.raises(ConfigError, match="freeze_after"):
         TrainingArguments(freeze_after=1.0)
+
+
+class FullPassLoss(Callback):
+    """At every evaluation, the validation loss of the adapter as it stands, from a pass over every layer."""
+
+    def __init__(self, model: PromptClassifier, val):
+        self.model, self.val, self.losses = model, val, []
+
+    def on_evaluate(self, state, metrics):
+        examples = self.model.encode(self.val.texts).examples
+        logits = predict_logits(self.model, examples, 64)
+        self.losses.append(float(task_loss(logits, torch.tensor(self.val.labels), "classification")))
+        self.model.train()
+
+
+def test_evaluations_after_the_freeze_score_what_a_whole_pass_scores(tiny, sentiment):
+    model = PromptClassifier(**adapter(tiny), labels=["neg", "pos"])
+    val = sentiment(32, seed=1)
+    check = FullPassLoss(model, val)
+    result = train(sentiment(64), eval_data=val, model=model, args=fast(epochs=3, ema=0.0, freeze_after=0.3),
+                   callbacks=[check])  # fmt: skip
+    freeze_step = result.model.info["training"]["freeze_step"]
+    assert sum(h["step"] > freeze_step for h in result.state.history) >= 2  # evaluations after the freeze
+    recorded = [h["val_loss"] for h in result.state.history]
+    assert recorded == pytest.approx(check.losses, abs=1e-5)
