@@ -131,12 +131,25 @@ class Plan:
     ema: float = 0.0  # the decay of the moving average of the weights the run evaluates and keeps; 0: none
     freeze_step: int = 0  # the step from which the layers below freeze_layer stop training (0: they never do)
     freeze_layer: int = 0
+    frozen_cost: float = 1.0  # a step's (and an evaluation's) cost after the freeze, as a share of one before it
     estimate: Estimate | None = None  # the priced time of the steps and evaluations (None: no costs were given)
     cut: str | None = None  # why max_length is shorter than the workload's (None: it is not)
 
     @property
     def estimated_s(self) -> float | None:
         return None if self.estimate is None else self.estimate.seconds
+
+    def full_steps(self, steps: int) -> float:
+        """The first ``steps`` steps of the plan, counted in steps of the cost of one before any freeze."""
+        if not self.freeze_step or steps <= self.freeze_step:
+            return float(steps)
+        return self.freeze_step + (steps - self.freeze_step) * self.frozen_cost
+
+    def full_evaluations(self) -> float:
+        """The plan's evaluations, counted in evaluations of the cost of one before any freeze."""
+        every = range(self.eval_every, self.total_steps + self.eval_every, self.eval_every)
+        steps = sorted({min(s, self.total_steps) for s in every})
+        return sum(1.0 if not self.freeze_step or s <= self.freeze_step else self.frozen_cost for s in steps)
 
     def resolved(self) -> dict:
         """What a checkpoint records of the plan (a resumed run must plan the same)."""
@@ -241,9 +254,10 @@ def _with_steps(plan: Plan, epochs: int, total_steps: int, args: TrainingArgumen
         eval_every = math.ceil(total_steps / SHORT_RUN_EVALUATIONS)
     layer = freeze_layer(work.start_layer, work.num_layers) if args.freeze_after and work.processes == 1 else 0
     freeze_step = max(1, round(args.freeze_after * total_steps)) if layer else 0
+    frozen_cost = (work.num_layers - layer) / (work.num_layers - work.start_layer) if layer else 1.0
     return dataclasses.replace(plan, epochs=epochs, total_steps=total_steps, eval_every=eval_every,
                                warmup_steps=int(args.warmup_ratio * total_steps), freeze_step=freeze_step,
-                               freeze_layer=layer)  # fmt: skip
+                               freeze_layer=layer, frozen_cost=frozen_cost)  # fmt: skip
 
 
 def _as_saved(plan: Plan, saved: dict, args: TrainingArguments, work: Workload) -> Plan:
@@ -291,12 +305,18 @@ def _fit_epochs(plan: Plan, args: TrainingArguments, work: Workload, costs: Cali
 
 
 def _price(plan: Plan, args: TrainingArguments, work: Workload, costs: Calibration) -> Estimate:
-    """``plan``'s steps and evaluations priced at ``costs``, every example cut to the plan's length."""
-    return estimate_run(
+    """``plan``'s steps and evaluations priced at ``costs``, every example cut to the plan's length; those after a
+    freeze of the lower layers at the share of the layers they still run."""
+    estimate = estimate_run(
         costs, _cut(work.train_lengths, plan.max_length), _cut(work.val_lengths, plan.max_length),
         batch_size=args.batch_size, eval_batch_size=plan.eval_batch_size, steps=plan.total_steps,
         steps_per_epoch=plan.steps_per_epoch, eval_every=plan.eval_every, processes=plan.processes, seed=args.seed,
     )  # fmt: skip
+    if not plan.freeze_step:
+        return estimate
+    train_s = estimate.train_s * plan.full_steps(plan.total_steps) / max(plan.total_steps, 1)
+    eval_s = estimate.seconds_per_evaluation * plan.full_evaluations() if estimate.evaluations else 0.0
+    return dataclasses.replace(estimate, train_s=train_s, eval_s=eval_s)
 
 
 def _cut(lengths: Sequence[int] | None, length: int) -> list[int] | None:

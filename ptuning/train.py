@@ -457,7 +457,7 @@ class Trainer:
         self.last_eval_s: float | None = None
         # what evaluations score and the run keeps: the moving average of the weights, or the weights themselves
         self.average = MovingAverage(clf, plan.ema) if plan.ema else None
-        self.pass_start = clf.config.start_layer  # the layer training steps start at: higher once the lower freeze
+        self.pass_start = clf.config.start_layer  # the layer steps start at: higher once the lower layers freeze
         self.frozen_rows: torch.Tensor | None = None  # the deep tables below plan.freeze_layer, once frozen
         self.frozen_val: list | None = None  # the validation examples' states at plan.freeze_layer, once frozen
         if args.resume:
@@ -649,9 +649,8 @@ class Trainer:
         steps = state.step - self.clock.first_step
         if steps <= 0:
             return
-        per_step = (eval_began - self.clock.began) / steps
-        evaluations = math.ceil(plan.total_steps / plan.eval_every)
-        state.estimated_s = per_step * plan.total_steps + self.last_eval_s * evaluations
+        per_step = (eval_began - self.clock.began) / steps  # steps before any freeze of the lower layers
+        state.estimated_s = per_step * plan.full_steps(plan.total_steps) + self.last_eval_s * plan.full_evaluations()
 
     def kept_weights(self):
         """A block in which the adapter's weights are those the run evaluates and keeps: their moving average (when

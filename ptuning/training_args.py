@@ -32,6 +32,11 @@ LORA_LR = 2e-3
 # each) 0.897, 0.825 and 0.850 against the weights' own 0.894, 0.824 and 0.848, in the same time. Its window grows
 # with the run (about a ninth of the steps so far), so the decay binds only after about 2,000 steps.
 EMA_DECAY = 0.995
+# The share of a run's steps after which the lower half of the layers an adapter trains freezes (``freeze_after``;
+# FreezeOut, Brock et al. 2017): the later steps and evaluations run only the upper half, from states computed once.
+# On this project's 2-core fp32 CPU (BENCHMARKS.md, "Freezing the lower layers"; 3 seeds each) 0.4 took the questions
+# from 192-239 s to 130-160 s (0.895 against 0.897) and movie 2,000 from 216-227 s to 157-186 s (0.827 against 0.826).
+FREEZE_AFTER = 0.4
 
 # A deep adapter that trains from a later layer (start_layer above 0) runs the upper layers only, from states kept
 # since the first epoch, and takes fewer, larger steps: on movie 2,000 (BENCHMARKS.md, issue 22; 3 seeds each) 5
@@ -118,7 +123,7 @@ class TrainingArguments:
         },
     )
     freeze_after: float = field(
-        default=0.0,
+        default=FREEZE_AFTER,
         metadata={
             "help": "After this share of the steps, the lower half of the layers the adapter trains stops training "
             "and what they make of each text is computed once, so later steps run only the upper half (faster; "

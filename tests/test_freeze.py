@@ -10,6 +10,7 @@ import torch
 
 from ptuning.config import Method
 from ptuning.errors import ConfigError
+from ptuning.estimate import Calibration
 from ptuning.evaluation import predict_logits, task_loss
 from ptuning.model import PromptClassifier
 from ptuning.plan import Workload, make_plan
@@ -48,11 +49,22 @@ def test_the_plan_freezes_the_lower_half_of_the_trained_layers_at_its_share_of_t
     assert (plan.total_steps, plan.freeze_step, plan.freeze_layer) == (50, 20, 3)
     late = make_plan(TrainingArguments(epochs=5, freeze_after=0.4), dataclasses.replace(work, start_layer=2))
     assert late.freeze_layer == 4
-    assert make_plan(TrainingArguments(epochs=5), work).freeze_step == 0  # the default never freezes
+    assert make_plan(TrainingArguments(epochs=5), work).freeze_step == 20  # the default freezes at 0.4
+    assert make_plan(TrainingArguments(epochs=5, freeze_after=0), work).freeze_step == 0
     ddp = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, processes=2, num_layers=6)
     assert make_plan(TrainingArguments(epochs=5, freeze_after=0.4), ddp).freeze_step == 0
     one = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, start_layer=5, num_layers=6)
     assert make_plan(TrainingArguments(epochs=5, freeze_after=0.4), one).freeze_step == 0  # one layer: none to freeze
+
+
+def test_the_plan_prices_the_steps_and_evaluations_after_the_freeze_at_the_layers_they_run():
+    work = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, num_layers=6)
+    costs = Calibration(1e-3, 0.0, 1e-4, 0.0)
+    plain = make_plan(TrainingArguments(epochs=5, freeze_after=0), work, costs=costs)
+    frozen = make_plan(TrainingArguments(epochs=5, freeze_after=0.4), work, costs=costs)
+    assert frozen.frozen_cost == 0.5 and frozen.full_steps(50) == 20 + 30 * 0.5
+    assert frozen.estimate.train_s == pytest.approx(plain.estimate.train_s * 35 / 50)
+    assert frozen.estimate.eval_s == pytest.approx(plain.estimate.eval_s * (2 + 3 * 0.5) / 5)  # at 10, 20 | 30, 40, 50
 
 
 def test_the_lower_parts_stop_at_their_average_and_the_upper_ones_train_on(tiny, sentiment):
