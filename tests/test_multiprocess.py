@@ -18,8 +18,10 @@ from safetensors.torch import load_file
 from tests.helpers import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-# Head dropout off: each process draws its own dropout masks, the one thing a second process changes.
-OPTIONS = ["--val-split", "0", "--epochs", "2", "--head-dropout", "0", "--device", "cpu", "--quiet"]
+# Head dropout off: each process draws its own dropout masks, the one thing a second process changes. No freeze of
+# the lower layers: several processes never freeze them (DDP needs every trained weight in every step), one would.
+OPTIONS = ["--val-split", "0", "--epochs", "2", "--head-dropout", "0", "--freeze-after", "0", "--device", "cpu",
+           "--quiet"]
 
 
 def labelled_rows(data):
