@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import torch
+import transformers
 
 from ptuning.config import Method
 from ptuning.errors import ConfigError
@@ -17,6 +18,7 @@ from ptuning.plan import Workload, make_plan
 from ptuning.train import Callback, lower_parts, train
 from ptuning.training_args import TrainingArguments
 from tests.helpers import CancelAt, fast, same_weights, weights
+from tests.tiny_models import build_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -146,3 +148,25 @@ def test_evaluations_after_the_freeze_score_what_a_whole_pass_scores(tiny, senti
     assert sum(h["step"] > freeze_step for h in result.state.history) >= 2  # evaluations after the freeze
     recorded = [h["val_loss"] for h in result.state.history]
     assert recorded == pytest.approx(check.losses, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def four_layers(tmp_path_factory) -> str:
+    """A tiny BERT of four layers (the shared ones have two): its freeze layer is 2, so a deep table freezes too."""
+    path = build_tiny("bert", tmp_path_factory.mktemp("bert4"))
+    config = transformers.AutoConfig.from_pretrained(path)
+    config.num_hidden_layers = 4
+    torch.manual_seed(0)
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    return path
+
+
+def test_the_deep_tables_below_the_freeze_layer_stay_and_those_above_train_on(four_layers, sentiment):
+    model = PromptClassifier(base_model=four_layers, labels=["neg", "pos"], num_virtual_tokens=4, lora_rank=2)
+    path = Trajectory(model)
+    result = train(sentiment(64), model=model, args=fast(epochs=3, ema=0.8, freeze_after=0.5), callbacks=[path])
+    assert result.model.info["training"]["freeze_layer"] == 2 and ("deep.tables", slice(0, 1)) in lower_parts(model, 2)
+    tables = {step: w["deep.tables"] for step, w in path.at.items()}  # [layers - 1, n, H]: row 0 feeds layer 1
+    assert not torch.equal(tables[3][0], tables[4][0])  # trained before the freeze (after step 4)
+    assert all(torch.equal(tables[5][0], tables[step][0]) for step in range(6, 10))  # not after, Adam's momentum or no
+    assert all(not torch.equal(tables[5][row], tables[9][row]) for row in (1, 2))  # the layers above train on

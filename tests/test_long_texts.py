@@ -55,12 +55,14 @@ def long_texts(sentiment, n: int = 64):
 
 
 def plan(tiny, sentiment, monkeypatch, **args):
-    """The plan of 64 long texts (cut at the tiny model's 128) with a step of 8 x 128 tokens priced ~10 s."""
+    """The plan of 64 long texts (cut at the tiny model's 128) with a step of 8 x 128 tokens priced ~10 s, every step
+    at that price (no freeze of the lower layers, whose later steps cost less: test_freeze.py)."""
     from ptuning.estimate import Calibration
 
     slow = Calibration(train_linear=1e-2, train_quadratic=0.0, eval_linear=1e-4, eval_quadratic=0.0)
     monkeypatch.setattr("ptuning.train.calibrate", lambda *a, **k: slow)
-    return plan_training(long_texts(sentiment), config=config(tiny), args=TrainingArguments(batch_size=8, **args))
+    args = TrainingArguments(batch_size=8, freeze_after=0, **args)
+    return plan_training(long_texts(sentiment), config=config(tiny), args=args)
 
 
 def test_a_budget_too_short_for_ten_epochs_cuts_long_texts_until_they_fit(tiny, sentiment, monkeypatch):
@@ -103,10 +105,10 @@ def test_a_run_cut_by_its_budget_trains_at_the_cut_and_resumes_there_without_it(
                 stop.set()
 
     data, ckpt = long_texts(sentiment), str(tmp_path / "ckpt")
-    first = train(data, config=config(tiny), cancel=stop, callbacks=[StopAtThree()],
-                  args=TrainingArguments(batch_size=8, time_budget=600, checkpoint_dir=ckpt))  # fmt: skip
+    budget = TrainingArguments(batch_size=8, time_budget=600, checkpoint_dir=ckpt, freeze_after=0)  # priced as above
+    first = train(data, config=config(tiny), cancel=stop, callbacks=[StopAtThree()], args=budget)
     assert first.state.cancelled and first.state.step == 3
-    again = train(data, config=config(tiny), out_dir=tmp_path / "out",
-                  args=TrainingArguments(batch_size=8, checkpoint_dir=ckpt, resume=True))  # no budget this time
+    again = train(data, config=config(tiny), out_dir=tmp_path / "out",  # no budget this time
+                  args=TrainingArguments(batch_size=8, checkpoint_dir=ckpt, resume=True, freeze_after=0))  # fmt: skip
     assert again.state.max_length == 64 and again.state.total_steps == first.state.total_steps
     assert again.state.step > 3 and again.model.info["training"]["max_length"] == 64
