@@ -113,6 +113,19 @@ def write_csv(path: Path, rows: Iterable[tuple[str, str]], header: tuple[str, st
     return path
 
 
+class Trajectory(Callback):
+    """The adapter's weights before the first step and after every step, as training left them."""
+
+    def __init__(self, model: PromptClassifier):
+        self.model, self.at = model, {}
+
+    def on_train_begin(self, state):
+        self.at[state.step] = weights(self.model)
+
+    def on_step_end(self, state):
+        self.at[state.step] = weights(self.model)
+
+
 class CancelAt(Callback):
     """Sets ``event`` (a run's cancel) when the run has taken ``step`` steps."""
 

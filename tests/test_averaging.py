@@ -13,27 +13,14 @@ from ptuning.averaging import MovingAverage, average_rate
 from ptuning.checkpoints import AVERAGE_STATE
 from ptuning.errors import ConfigError
 from ptuning.model import PromptClassifier
-from ptuning.train import Callback, train
-from tests.helpers import CancelAt, fast, same_weights, weights
+from ptuning.train import train
+from tests.helpers import CancelAt, Trajectory, fast, same_weights, weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def adapter(tiny, **options) -> dict:
     return {"base_model": tiny("bert"), "num_virtual_tokens": 4, **options}
-
-
-class Trajectory(Callback):
-    """The adapter's weights before the first step and after every step, as training left them."""
-
-    def __init__(self, model: PromptClassifier):
-        self.model, self.at = model, {}
-
-    def on_train_begin(self, state):
-        self.at[state.step] = weights(self.model)
-
-    def on_step_end(self, state):
-        self.at[state.step] = weights(self.model)
 
 
 def by_hand(trajectory: dict[int, dict], decay: float, until: int) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from ptuning.model import PromptClassifier
 from ptuning.plan import Workload, make_plan
 from ptuning.train import Callback, lower_parts, train
 from ptuning.training_args import TrainingArguments
-from tests.helpers import CancelAt, fast, same_weights, weights
+from tests.helpers import CancelAt, Trajectory, fast, same_weights, weights
 from tests.tiny_models import build_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,24 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def adapter(tiny, **options) -> dict:
     return {"base_model": tiny("bert"), "num_virtual_tokens": 4, "lora_rank": 2, "bias_offsets": True, **options}
-
-
-class Trajectory(Callback):
-    """The adapter's weights after every step, as training left them."""
-
-    def __init__(self, model: PromptClassifier):
-        self.model, self.at = model, {}
-
-    def on_train_begin(self, state):
-        self.at[state.step] = weights(self.model)
-
-    def on_step_end(self, state):
-        self.at[state.step] = weights(self.model)
-
-
-def parts(model: PromptClassifier, layer: int) -> dict[str, torch.Tensor]:
-    params = dict(model.named_parameters())
-    return {name: params[name][rows].detach().clone() for name, rows in lower_parts(model, layer)}
 
 
 def test_the_plan_freezes_the_lower_half_of_the_trained_layers_at_its_share_of_the_steps():
