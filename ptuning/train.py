@@ -295,14 +295,14 @@ def plan_run(
     return plan, data
 
 
-def with_lower_states(clf: PromptClassifier, data: RunData) -> RunData:
-    """``data`` with the lower-layer states of its training examples kept, then of its validation examples, within
-    LOWER_STATES_BYTES in all."""
-    train = lower_states(clf, data.train_examples, LOWER_STATES_BYTES)
+def with_lower_states(clf: PromptClassifier, data: RunData, layer: int | None = None) -> RunData:
+    """``data`` with the states at ``layer`` (default: the adapter's start layer) of its training examples kept, then
+    of its validation examples, within LOWER_STATES_BYTES in all."""
+    train = lower_states(clf, data.train_examples, LOWER_STATES_BYTES, layer=layer)
     if data.val_examples is None:
         return dataclasses.replace(data, lower=train)
     used = _state_bytes(clf, sum(s.shape[0] for s in train if s is not None))
-    val = lower_states(clf, data.val_examples, max(0, LOWER_STATES_BYTES - used))
+    val = lower_states(clf, data.val_examples, max(0, LOWER_STATES_BYTES - used), layer=layer)
     return dataclasses.replace(data, lower=train, val_lower=val)
 
 
@@ -610,11 +610,11 @@ class Trainer:
                         params[name][rows].copy_(self.average.values[name][rows])
         if clf.deep is not None and layer > 1:
             self.frozen_rows = clf.deep.tables[: layer - 1].detach().clone()
-        lower = lower_states(clf, data.train_examples, LOWER_STATES_BYTES, layer=layer)
-        self.data = dataclasses.replace(data, lower=lower)
-        if data.val_examples is not None:  # evaluations during training start there too
-            used = _state_bytes(clf, sum(s.shape[0] for s in lower if s is not None))
-            self.frozen_val = lower_states(clf, data.val_examples, max(0, LOWER_STATES_BYTES - used), layer=layer)
+        frozen = with_lower_states(clf, data, layer)
+        self.data = dataclasses.replace(data, lower=frozen.lower)
+        # evaluations during training start there too; the last, full one keeps the adapter's own start's states
+        # (the adapter it scores may be from before the freeze)
+        self.frozen_val = frozen.val_lower  # None without validation texts
         self.pass_start = layer
 
     def evaluate(self) -> None:
