@@ -126,8 +126,9 @@ class TrainingArguments:
         default=FREEZE_AFTER,
         metadata={
             "help": "After this share of the steps, the lower half of the layers the adapter trains stops training "
-            "and what they make of each text is computed once, so later steps run only the upper half (faster; "
-            "FreezeOut, Brock et al. 2017); 0: never.",
+            "and what they make of each text is computed once, so later steps and evaluations run only the upper half "
+            "(faster; FreezeOut, Brock et al. 2017). Until then the run evaluates only once (unless --eval-steps is "
+            "given). Deep adapters and those with low-rank updates only; 0: never.",
             "metavar": "F",
         },
     )
