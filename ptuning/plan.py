@@ -132,7 +132,6 @@ class Plan:
     freeze_step: int = 0  # the step from which the layers below freeze_layer stop training (0: they never do)
     freeze_layer: int = 0
     frozen_cost: float = 1.0  # a step's (and an evaluation's) cost after the freeze, as a share of one before it
-    wait_for_freeze: bool = False  # no evaluation between the first and the freeze (the automatic spacing only)
     estimate: Estimate | None = None  # the priced time of the steps and evaluations (None: no costs were given)
     cut: str | None = None  # why max_length is shorter than the workload's (None: it is not)
 
@@ -146,24 +145,11 @@ class Plan:
             return float(steps)
         return self.freeze_step + (steps - self.freeze_step) * self.frozen_cost
 
-    def evaluates_at(self, step: int) -> bool:
-        """Whether the run evaluates after ``step``: every ``eval_every`` steps and after the last, but not between
-        its first evaluation and the freeze of the lower layers, where an evaluation costs a whole pass and the adapter
-        a run keeps was rarely found (SKIP_BEFORE_FREEZE). The first one stays: it times the run's estimate and
-        starts the curves. An ``eval_steps`` given is kept throughout."""
-        if step <= 0 or step > self.total_steps or (step % self.eval_every and step != self.total_steps):
-            return False
-        return not (self.wait_for_freeze and self.eval_every < step < self.freeze_step)
-
-    def evaluation_steps(self) -> list[int]:
-        """The steps after which the run evaluates (``evaluates_at``)."""
-        every = range(self.eval_every, self.total_steps + self.eval_every, self.eval_every)
-        return [s for s in sorted({min(s, self.total_steps) for s in every}) if self.evaluates_at(s)]
-
     def full_evaluations(self) -> float:
         """The plan's evaluations, counted in evaluations of the cost of one before any freeze (the one at the freeze
         step comes after it)."""
-        steps = self.evaluation_steps()
+        every = range(self.eval_every, self.total_steps + self.eval_every, self.eval_every)
+        steps = sorted({min(s, self.total_steps) for s in every})
         return sum(1.0 if not self.freeze_step or s < self.freeze_step else self.frozen_cost for s in steps)
 
     def resolved(self) -> dict:
@@ -275,8 +261,7 @@ def _with_steps(plan: Plan, epochs: int, total_steps: int, args: TrainingArgumen
     frozen_cost = (work.num_layers - layer) / (work.num_layers - work.start_layer) if layer else 1.0
     return dataclasses.replace(plan, epochs=epochs, total_steps=total_steps, eval_every=eval_every,
                                warmup_steps=int(args.warmup_ratio * total_steps), freeze_step=freeze_step,
-                               freeze_layer=layer, frozen_cost=frozen_cost,
-                               wait_for_freeze=bool(freeze_step) and not args.eval_steps)  # fmt: skip
+                               freeze_layer=layer, frozen_cost=frozen_cost)  # fmt: skip
 
 
 def _as_saved(plan: Plan, saved: dict, args: TrainingArguments, work: Workload) -> Plan:
@@ -314,7 +299,7 @@ def _fit_epochs(plan: Plan, args: TrainingArguments, work: Workload, costs: Cali
     estimate = _price(plan, args, work, costs)  # priced once: fewer epochs only change the counts
     for epochs in range(plan.epochs, 0, -1):
         candidate = _with_steps(plan, epochs, epochs * plan.steps_per_epoch, args, work)
-        evaluations = len(candidate.evaluation_steps()) if work.val_lengths else 0
+        evaluations = math.ceil(candidate.total_steps / candidate.eval_every) if work.val_lengths else 0
         if estimate.seconds_for(candidate.total_steps, evaluations) <= left:
             return candidate
     # not even one epoch: the steps that fit beside SHORT_RUN_EVALUATIONS evaluations

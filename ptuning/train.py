@@ -5,12 +5,12 @@
 One run (a ``Trainer``, minGPT-style: small named steps, callbacks for progress): build (or load) the adapter, hold
 out a validation split, tokenise both sets once, plan the steps; then AdamW over the trainable parameters only
 (prompt/encoder/deep tables at ``lr``, the head at ``head_lr``), linear warm-up and decay, gradient clipping, an
-evaluation every epoch (or ``eval_steps``; none between the first and the freeze of the lower layers), early stopping on the primary metric, and the best weights restored at
+evaluation every epoch (or ``eval_steps``), early stopping on the primary metric, and the best weights restored at
 the end (with fewer validation texts than ``MIN_SELECTION_EXAMPLES`` and no patience given: the weights at the stop,
 as the best of a few noisy evaluations is mostly luck). A cancel event stops the run between two steps and still
 returns the adapter it would keep so far.
 
-With ``checkpoint_dir`` every evaluation (and every skipped one) also writes a checkpoint (``checkpoints.py``), and ``resume=True``
+With ``checkpoint_dir`` every evaluation also writes a checkpoint (``checkpoints.py``), and ``resume=True``
 continues from it: a run cancelled and resumed ends with the same adapter as one that was never interrupted.
 
 Several processes (``accelerate launch -m ptuning train ...``, one per GPU): each step takes one global batch of
@@ -487,11 +487,10 @@ class Trainer:
                 self.train_step(batch)
                 if state.step == plan.freeze_step:
                     self.freeze_lower()  # before this step's evaluation, which then runs the upper layers only
-                if plan.evaluates_at(state.step):
+                if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
                     self.evaluate()
                     state.stopped_early = bool(self.patience) and self.record.since_best >= self.patience
-                if plan.evaluates_at(state.step) or state.step % plan.eval_every == 0:
-                    write_checkpoint(self)  # also where an evaluation before the freeze is skipped
+                    write_checkpoint(self)
                     saved_step = state.step
                     if state.stopped_early:
                         break

@@ -52,20 +52,8 @@ def test_the_plan_prices_the_steps_and_evaluations_after_the_freeze_at_the_layer
     frozen = make_plan(TrainingArguments(epochs=5, freeze_after=0.4), work, costs=costs)
     assert frozen.frozen_cost == 0.5 and frozen.full_steps(50) == 20 + 30 * 0.5
     assert frozen.estimate.train_s == pytest.approx(plain.estimate.train_s * 35 / 50)
-    # at 10 (a whole pass), then from the freeze on (at 20, after the freeze, 30, 40, 50) the upper half
+    # at 10 a whole pass; at 20 (the freeze comes before its evaluation), 30, 40 and 50 the upper half
     assert frozen.estimate.eval_s == pytest.approx(plain.estimate.eval_s * (1 + 4 * 0.5) / 5)
-
-
-def test_the_plan_evaluates_first_then_not_again_until_the_freeze():
-    work = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, num_layers=6)
-    plan = make_plan(TrainingArguments(epochs=10, freeze_after=0.4), work)
-    assert (plan.eval_every, plan.freeze_step) == (10, 40)
-    assert plan.evaluation_steps() == [10, 40, 50, 60, 70, 80, 90, 100]
-    assert not plan.evaluates_at(20) and plan.evaluates_at(40) and not plan.evaluates_at(45)
-    never = make_plan(TrainingArguments(epochs=10, freeze_after=0), work)
-    assert never.evaluation_steps() == list(range(10, 101, 10))
-    given = make_plan(TrainingArguments(epochs=10, freeze_after=0.4, eval_steps=5), work)
-    assert given.evaluation_steps() == list(range(5, 101, 5))  # the spacing a user gives is kept throughout
 
 
 def test_the_lower_parts_stop_at_their_average_and_the_upper_ones_train_on(tiny, sentiment):
