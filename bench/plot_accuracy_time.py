@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--series", action="append", required=True, metavar="LABEL=FILE[,FILE...]")
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True)
+    p.add_argument("--legend", default="lower right", help="where the legend goes (matplotlib's loc; 'best' avoids points)")
     a = p.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, spec in enumerate(a.series):
@@ -59,7 +60,7 @@ def main() -> None:
     ax.set_ylabel("test accuracy")
     ax.set_title(a.title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc=a.legend)
     fig.tight_layout()
     fig.savefig(a.out, dpi=120)
     print(f"wrote {a.out}")

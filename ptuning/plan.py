@@ -256,7 +256,8 @@ def _with_steps(plan: Plan, epochs: int, total_steps: int, args: TrainingArgumen
     # only an adapter with trained parts above the freeze layer (deep tables, low-rank updates) freezes: a prompt at
     # the input alone would leave just the head to train (and the freeze was measured on the deep default only)
     upper = Method(work.method) == Method.DEEP or work.lora_rank > 0
-    layer = freeze_layer(work.start_layer, work.num_layers) if args.freeze_after and work.processes == 1 and upper else 0
+    frozen = args.freeze_after and work.processes == 1 and upper
+    layer = freeze_layer(work.start_layer, work.num_layers) if frozen else 0
     freeze_step = max(1, round(args.freeze_after * total_steps)) if layer else 0
     frozen_cost = (work.num_layers - layer) / (work.num_layers - work.start_layer) if layer else 1.0
     return dataclasses.replace(plan, epochs=epochs, total_steps=total_steps, eval_every=eval_every,
