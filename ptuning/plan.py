@@ -148,9 +148,11 @@ class Plan:
     def full_evaluations(self) -> float:
         """The plan's evaluations, counted in evaluations of the cost of one before any freeze (the one at the freeze
         step comes after it)."""
-        every = range(self.eval_every, self.total_steps + self.eval_every, self.eval_every)
-        steps = sorted({min(s, self.total_steps) for s in every})
-        return sum(1.0 if not self.freeze_step or s < self.freeze_step else self.frozen_cost for s in steps)
+        evaluations = math.ceil(self.total_steps / self.eval_every)  # every eval_every steps and after the last
+        if not self.freeze_step:
+            return float(evaluations)
+        before = (self.freeze_step - 1) // self.eval_every
+        return before + (evaluations - before) * self.frozen_cost
 
     def resolved(self) -> dict:
         """What a checkpoint records of the plan (a resumed run must plan the same)."""

@@ -605,7 +605,8 @@ class Trainer:
         above. A run resumed past ``plan.freeze_step`` computes the states again from the weights it restored."""
         clf, layer, data = self.clf, self.plan.freeze_layer, self.data
         params = dict(clf.named_parameters())
-        if self.average is not None and self.state.step == self.plan.freeze_step:  # not again in a resumed run
+        # at the freeze step only (a run resumed exactly there copies again what its checkpoint already holds)
+        if self.average is not None and self.state.step == self.plan.freeze_step:
             with torch.no_grad():
                 for name, rows in lower_parts(clf, layer):
                     if name in self.average.values:
