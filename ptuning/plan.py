@@ -154,6 +154,22 @@ class Plan:
         before = (self.freeze_step - 1) // self.eval_every
         return before + (evaluations - before) * self.frozen_cost
 
+    def seconds_from_run(self, first_step: int, step: int, steps_s: float, evaluation_s: float) -> float | None:
+        """The whole plan's seconds, priced from a run's own: ``steps_s`` for its steps from ``first_step`` to
+        ``step`` and ``evaluation_s`` for one evaluation at ``step``, each brought to the cost before any freeze
+        (either may have come after it; None: no steps to price from).
+
+        >>> plan = Plan(10, 0.01, 0.01, 16, 10, 100, 0, 10, 64, 1, freeze_step=40, freeze_layer=3, frozen_cost=0.5)
+        >>> plan.seconds_from_run(0, 10, 10.0, 2.0), plan.seconds_from_run(0, 50, 45.0, 1.0)  # 1 s a step, 2 a pass
+        (83.0, 83.0)
+        """
+        steps = self.full_steps(step) - self.full_steps(first_step)
+        if steps <= 0:
+            return None
+        after_freeze = self.freeze_step and step >= self.freeze_step  # the evaluation at the freeze step comes after it
+        per_evaluation = evaluation_s / self.frozen_cost if after_freeze else evaluation_s
+        return steps_s / steps * self.full_steps(self.total_steps) + per_evaluation * self.full_evaluations()
+
     def resolved(self) -> dict:
         """What a checkpoint records of the plan (a resumed run must plan the same)."""
         keys = ("epochs", "lr", "head_lr", "max_length", "total_steps", "steps_per_epoch", "processes")

@@ -648,12 +648,9 @@ class Trainer:
     def estimate_from_steps(self, eval_began: float) -> None:
         """A run planned without timing the device estimates its time at its first evaluation: the steps so far and
         that evaluation, extended to the whole plan."""
-        state, plan = self.state, self.plan
-        steps = state.step - self.clock.first_step
-        if steps <= 0:
-            return
-        per_step = (eval_began - self.clock.began) / steps  # steps before any freeze of the lower layers
-        state.estimated_s = per_step * plan.full_steps(plan.total_steps) + self.last_eval_s * plan.full_evaluations()
+        state = self.state
+        steps_s = eval_began - self.clock.began
+        state.estimated_s = self.plan.seconds_from_run(self.clock.first_step, state.step, steps_s, self.last_eval_s)
 
     def kept_weights(self):
         """A block in which the adapter's weights are those the run evaluates and keeps: their moving average (when

@@ -56,6 +56,20 @@ def test_the_plan_prices_the_steps_and_evaluations_after_the_freeze_at_the_layer
     assert frozen.estimate.eval_s == pytest.approx(plain.estimate.eval_s * (1 + 4 * 0.5) / 5)
 
 
+def test_a_run_estimated_from_its_own_steps_prices_them_alike_before_and_after_the_freeze():
+    # 50 steps, 10 a pass of the validation texts, the lower half frozen from step 20: steps of 1 s before the freeze
+    # and 0.5 s after it, a whole evaluation 0.2 s (0.1 s over the upper half)
+    work = Workload((12,) * 320, (12,) * 32, 16, Method.DEEP, num_layers=6)
+    plan = make_plan(TrainingArguments(epochs=5, freeze_after=0.4, eval_steps=10), work)
+    assert (plan.freeze_step, plan.frozen_cost, plan.full_steps(50), plan.full_evaluations()) == (20, 0.5, 35, 3)
+    whole = 35 * 1.0 + 3 * 0.2
+    assert plan.seconds_from_run(0, 10, 10.0, 0.2) == pytest.approx(whole)  # the first evaluation before the freeze
+    late = dataclasses.replace(plan, eval_every=30)  # --eval-steps past the freeze: the first one after it
+    assert late.seconds_from_run(0, 30, 20 + 10 * 0.5, 0.1) == pytest.approx(35 * 1.0 + late.full_evaluations() * 0.2)
+    assert plan.seconds_from_run(20, 30, 10 * 0.5, 0.1) == pytest.approx(whole)  # resumed at the freeze
+    assert plan.seconds_from_run(30, 30, 0.0, 0.1) is None  # no step of its own to price from
+
+
 def test_the_lower_parts_stop_at_their_average_and_the_upper_ones_train_on(tiny, sentiment):
     model = PromptClassifier(**adapter(tiny), labels=["neg", "pos"])
     path = Trajectory(model)
