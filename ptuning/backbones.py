@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import attention
 from .errors import ConfigError
 
 try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, httpx before
@@ -184,16 +185,22 @@ def _find_layers(model: nn.Module, n: int) -> nn.ModuleList:
     raise ConfigError(f"cannot find the {n} transformer layers of {type(model).__name__}")
 
 
+def with_prompts(states: torch.Tensor, table: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """``states`` ``[B, L, H]`` with prompt vectors in place: where ``slots`` ``[B, L]`` holds a slot (>= 0), row b's
+    adapter's vector ``table[rows[b], slot]`` (``table`` ``[A, n, H]``). Only those positions are gathered, so that
+    the backward pass adds into the table the gradients of the prompt positions alone (a gather of every position,
+    masked after, cost a CPU training step a tenth of its time in the table's backward)."""
+    b, t = (slots >= 0).nonzero(as_tuple=True)
+    return states.index_put((b, t), table[rows[b], slots[b, t]].to(states.dtype))
+
+
 def _make_deep_hook(layer: int):
     def hook(module, args, kwargs):
         state, start = deep_prompts.get(), start_at.get()
         if state is None or (start is not None and layer < start[0]):  # no prompts, or a layer the pass skips
             return None
         tables, rows, slots = state  # [A, layers-1, n, H], [B] adapter of each row, [B, L] prompt slots
-        hidden = args[0] if args else kwargs["hidden_states"]
-        vectors = tables[rows[:, None], layer - 1, slots.clamp(min=0)]  # [B, L, H]
-        mask = (slots >= 0)[..., None]
-        hidden = torch.where(mask, vectors.to(hidden.dtype), hidden)
+        hidden = with_prompts(args[0] if args else kwargs["hidden_states"], tables[:, layer - 1], rows, slots)
         if args:
             return (hidden, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": hidden}
@@ -300,6 +307,8 @@ def _load(recorded: str, source: str, device: torch.device, dtype: torch.dtype) 
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval().requires_grad_(False).to(device)
+    if dtype == torch.bfloat16 and device.type == "cpu":
+        attention.use_on(model)  # the fused kernel's bf16 backward is slow on a CPU (attention.py)
     _drop_padding_warning(type(model).forward.__module__)
     return Backbone(recorded, model, tokenizer, device)
 

@@ -24,7 +24,17 @@ import torch
 from torch import nn
 
 from .adapter_files import CARD_FILE, load_adapter, save_adapter
-from .backbones import Backbone, PassStopped, bias_offsets, deep_prompts, load_backbone, low_rank, start_at, stop_after
+from .backbones import (
+    Backbone,
+    PassStopped,
+    bias_offsets,
+    deep_prompts,
+    load_backbone,
+    low_rank,
+    start_at,
+    stop_after,
+    with_prompts,
+)
 from .batching import collate, encode, length_grouped_batches
 from .config import Method, Pooling, PromptConfig, peft_incompatible_reason
 from .encoders import DeepPrompts, PromptEncoder, PromptTable, initial_prompt
@@ -326,8 +336,7 @@ def forward_mixed(
     prompts = _stack_padded([a.prompt_vectors() for a in adapters])  # [A, n, H]
     embeds = words
     if prompts.shape[1]:  # else no adapter has a prompt vector: heads on the frozen backbone alone
-        vectors = prompts[rows[:, None], slots.clamp(min=0)]
-        embeds = torch.where((slots >= 0)[..., None], vectors.to(words.dtype), words)
+        embeds = with_prompts(words, prompts, rows, slots)
 
     kwargs = {"inputs_embeds": embeds, "attention_mask": mask}
     if backbone.uses_token_types and batch.get("token_type_ids") is not None:
