@@ -49,7 +49,8 @@ _seeded_init = threading.Lock()
 # Base-model files worth fetching: configs, tokenizers and safetensors weights; never pickles (*.bin, *.pt)
 MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken"]
 
-# The deep prompts of the forward pass running in this thread/task (see ``Backbone.__post_init__``).
+# ``(tables, positions)``: the deep prompts of the forward pass running in this thread/task (see
+# ``Backbone.__post_init__``): every adapter's tables ``[A, layers-1, n, H]`` and where they go (``prompt_positions``).
 deep_prompts: contextvars.ContextVar = contextvars.ContextVar("ptuning_deep_prompts", default=None)
 # ``(offsets, rows, (B, L))``: the bias offsets of the forward pass running in this thread/task (``offsets.py``): per
 # target module name, ``[adapters, width]``; ``rows`` ``[B]`` is the adapter of each row of the ``[B, L]`` batch.
@@ -185,13 +186,21 @@ def _find_layers(model: nn.Module, n: int) -> nn.ModuleList:
     raise ConfigError(f"cannot find the {n} transformer layers of {type(model).__name__}")
 
 
-def with_prompts(states: torch.Tensor, table: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """``states`` ``[B, L, H]`` with prompt vectors in place: where ``slots`` ``[B, L]`` holds a slot (>= 0), row b's
-    adapter's vector ``table[rows[b], slot]`` (``table`` ``[A, n, H]``). Only those positions are gathered, so that
-    the backward pass adds into the table the gradients of the prompt positions alone (a gather of every position,
-    masked after, cost a CPU training step a tenth of its time in the table's backward)."""
+def prompt_positions(rows: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Where a pass puts prompt vectors, found once for all its layers: ``(b, t, adapter, slot)``, the row and
+    position of every entry of ``slots`` ``[B, L]`` that holds a slot (>= 0), its row's adapter (``rows`` ``[B]``) and
+    the slot."""
     b, t = (slots >= 0).nonzero(as_tuple=True)
-    return states.index_put((b, t), table[rows[b], slots[b, t]].to(states.dtype))
+    return b, t, rows[b], slots[b, t]
+
+
+def with_prompts(states: torch.Tensor, table: torch.Tensor, positions: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``states`` ``[B, L, H]`` with prompt vectors in place: at each of ``positions`` (``prompt_positions``), the
+    vector ``table[adapter, slot]`` (``table`` ``[A, n, H]``). Only those positions are gathered, so that the backward
+    pass adds into the table the gradients of the prompt positions alone (a gather of every position, masked after,
+    cost a CPU training step a tenth of its time in the table's backward)."""
+    b, t, adapter, slot = positions
+    return states.index_put((b, t), table[adapter, slot].to(states.dtype))
 
 
 def _make_deep_hook(layer: int):
@@ -199,8 +208,8 @@ def _make_deep_hook(layer: int):
         state, start = deep_prompts.get(), start_at.get()
         if state is None or (start is not None and layer < start[0]):  # no prompts, or a layer the pass skips
             return None
-        tables, rows, slots = state  # [A, layers-1, n, H], [B] adapter of each row, [B, L] prompt slots
-        hidden = with_prompts(args[0] if args else kwargs["hidden_states"], tables[:, layer - 1], rows, slots)
+        tables, positions = state  # [A, layers-1, n, H]; where the pass's prompt vectors go (prompt_positions)
+        hidden = with_prompts(args[0] if args else kwargs["hidden_states"], tables[:, layer - 1], positions)
         if args:
             return (hidden, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": hidden}

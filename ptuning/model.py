@@ -31,6 +31,7 @@ from .backbones import (
     deep_prompts,
     load_backbone,
     low_rank,
+    prompt_positions,
     start_at,
     stop_after,
     with_prompts,
@@ -336,7 +337,7 @@ def forward_mixed(
     prompts = _stack_padded([a.prompt_vectors() for a in adapters])  # [A, n, H]
     embeds = words
     if prompts.shape[1]:  # else no adapter has a prompt vector: heads on the frozen backbone alone
-        embeds = with_prompts(words, prompts, rows, slots)
+        embeds = with_prompts(words, prompts, prompt_positions(rows, slots))
 
     kwargs = {"inputs_embeds": embeds, "attention_mask": mask}
     if backbone.uses_token_types and batch.get("token_type_ids") is not None:
@@ -380,8 +381,8 @@ def _per_row(adapters: Sequence[PromptClassifier], rows: torch.Tensor, slots: to
             like = next(a.deep() for a, d in zip(adapters, has_deep) if d)
             tables = _stack_padded([a.deep() if d else None for a, d in zip(adapters, has_deep)], like=like)
             is_deep = torch.tensor(has_deep, device=slots.device)
-            tokens.append((deep_prompts, deep_prompts.set((tables, rows, torch.where(is_deep[rows][:, None], slots,
-                                                                                     -1)))))  # fmt: skip
+            deep_slots = torch.where(is_deep[rows][:, None], slots, -1)
+            tokens.append((deep_prompts, deep_prompts.set((tables, prompt_positions(rows, deep_slots)))))
         if any(a.offsets is not None for a in adapters):
             offsets = stacked_offsets([a.offsets() if a.offsets is not None else None for a in adapters])
             tokens.append((bias_offsets, bias_offsets.set((offsets, rows, tuple(slots.shape)))))

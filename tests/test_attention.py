@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptuning import attention
-from ptuning.backbones import load_backbone, with_prompts
+from ptuning.backbones import load_backbone, prompt_positions, with_prompts
 from tests.tiny_models import FAMILIES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,7 +86,7 @@ def test_prompts_go_where_the_slots_say_and_their_gradients_reach_the_table():
     table = torch.randn(2, 3, 4, generator=g, requires_grad=True)  # 2 adapters, 3 slots each
     rows = torch.tensor([1, 0, 1])
     slots = torch.tensor([[-1, 0, 1, 2, -1], [-1, -1, 2, -1, -1], [0, -1, -1, -1, -1]])
-    got = with_prompts(states, table, rows, slots)
+    got = with_prompts(states, table, prompt_positions(rows, slots))
     gathered = table[rows[:, None], slots.clamp(min=0)]  # every position, masked after: what it replaced
     want = torch.where((slots >= 0)[..., None], gathered, states)
     assert torch.equal(got, want)
@@ -95,4 +95,5 @@ def test_prompts_go_where_the_slots_say_and_their_gradients_reach_the_table():
     want_grads = torch.autograd.grad((want * weights).sum(), (states, table))
     for a, b in zip(got_grads, want_grads):
         torch.testing.assert_close(a, b)
-    assert torch.equal(with_prompts(states, table, rows, torch.full_like(slots, -1)), states)  # no prompt positions
+    none = prompt_positions(rows, torch.full_like(slots, -1))
+    assert torch.equal(with_prompts(states, table, none), states)  # no prompt positions
