@@ -30,7 +30,7 @@ try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, 
     from httpx2 import HTTPError as _TransportError
 except ImportError:  # pragma: no cover
     from httpx import HTTPError as _TransportError
-from .offsets import HOOKED, low_rank_delta
+from .offsets import HOOKED, with_low_rank
 from .placement import SpecialLayout, special_layout
 from .seeding import own_dropout, shared_dropout
 
@@ -220,16 +220,14 @@ def _make_deep_hook(layer: int):
 def _make_offset_hook(name: str):
     def hook(module, args, output):
         state, updates = bias_offsets.get(), low_rank.get()
-        if updates is not None and name in updates[0] and tuple(output.shape[:2]) == updates[2]:
-            # (not the batch's states when the shape differs: DeBERTa also projects its position table)
+        shape = tuple(output.shape[:2])  # (not the batch's states when it differs: DeBERTa also projects its positions)
+        offsets = state[0][name] if state is not None and name in state[0] and shape == state[2] else None
+        if updates is not None and name in updates[0] and shape == updates[2]:
             a, b = updates[0][name]
-            output = output + low_rank_delta(args[0], a, b, updates[1]).to(output.dtype)
-        if state is None or name not in state[0]:
+            return with_low_rank(output, args[0], a, b, updates[1], offsets)
+        if offsets is None:
             return output
-        offsets, rows, shape = state
-        if tuple(output.shape[:2]) != shape:
-            return output
-        shift = offsets[name][rows]  # [B, width]
+        shift = offsets[state[1]]  # [B, width]
         return output + shift.view(shift.shape[0], *([1] * (output.dim() - 2)), shift.shape[1]).to(output.dtype)
 
     return hook

@@ -66,7 +66,7 @@ def stacked_offsets(tables: list[dict[str, torch.Tensor] | None]) -> dict[str, t
 # Low-rank updates (LoRA, Hu et al. 2022) of every linear layer from the adapter's start layer up: the layer's output
 # gains ``scale * x @ A @ B``, A ``[in, r]`` drawn as PEFT draws it and B ``[r, out]`` zeros at the start (the backbone
 # as it is), scale = alpha / r with alpha = 2 r, as the LoRA baselines ran (BENCHMARKS.md, issue 22). Per row like the
-# offsets: a pass over rows of several adapters multiplies each row by its own adapter's A and B (``low_rank_delta``).
+# offsets: a pass over rows of several adapters multiplies each row by its own adapter's A and B (``with_low_rank``).
 LORA_SCALE = 2.0
 
 
@@ -126,12 +126,28 @@ def stacked_low_rank(tables: list[dict | None]) -> dict[str, tuple[torch.Tensor,
     return out
 
 
-def low_rank_delta(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """What the low-rank updates add to a linear layer's output for input ``x`` ``[B, ..., in]``: row i's adapter
-    ``rows[i]`` of ``a`` ``[adapters, in, r]`` and ``b`` ``[adapters, r, out]``."""
+def with_low_rank(
+    output: torch.Tensor,
+    x: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    rows: torch.Tensor,
+    offsets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A linear layer's ``output`` plus what the low-rank updates add to it for its input ``x`` ``[B, ..., in]``: row
+    i's adapter ``rows[i]`` of ``a`` ``[adapters, in, r]`` and ``b`` ``[adapters, r, out]``; plus the row's bias
+    offset when ``offsets`` ``[adapters, out]`` is given."""
     a, b = a.to(x.dtype), b.to(x.dtype)  # scaled at rank width, r numbers a token instead of the output's width
-    if a.shape[0] == 1:  # one adapter (a training step): two plain matrix products
-        return ((x @ a[0]) * LORA_SCALE) @ b[0]
+    if a.shape[0] == 1:  # one adapter (a training step): the second product adds into the output in one call (addmm),
+        h = (x.reshape(-1, x.shape[-1]) @ a[0]) * LORA_SCALE  # the offset too, as a column of ones times one more row
+        b0 = b[0]
+        if offsets is not None:
+            h = torch.cat([h, h.new_ones(h.shape[0], 1)], dim=1)
+            b0 = torch.cat([b0, offsets.to(b0.dtype)])
+        flat = output.reshape(-1, output.shape[-1])
+        return torch.addmm(flat, h.to(output.dtype), b0.to(output.dtype)).view(output.shape)
     flat = x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, in]
-    out = torch.bmm(torch.bmm(flat, a[rows]) * LORA_SCALE, b[rows])
-    return out.reshape(*x.shape[:-1], b.shape[-1])
+    delta = torch.bmm(torch.bmm(flat, a[rows]) * LORA_SCALE, b[rows]).reshape(*x.shape[:-1], b.shape[-1])
+    if offsets is not None:
+        delta = delta + offsets[rows].view(len(rows), *([1] * (delta.dim() - 2)), delta.shape[-1]).to(delta.dtype)
+    return output + delta.to(output.dtype)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from ptuning.config import MAX_LORA_RANK, PromptConfig
 from ptuning.errors import AdapterError, ConfigError
 from ptuning.model import PromptClassifier, predict_mixed, start_from
-from ptuning.offsets import low_rank_targets
+from ptuning.offsets import LORA_SCALE, low_rank_targets, with_low_rank
 from ptuning.train import TrainingArguments, train
 from tests import helpers
 from tests.helpers import CancelAt
@@ -156,3 +156,28 @@ def test_training_moves_the_updates_and_resumes_to_the_same_adapter(tiny, tmp_pa
                                                                 resume=True))  # fmt: skip
     for k, v in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_one_adapter_adds_its_updates_and_offsets_in_one_product_as_the_sum_they_are():
+    """A one-adapter pass adds ``x @ A @ B`` and the bias offset to the output in one ``addmm`` (the offset as a row
+    of B times a column of ones): the same sum, and the same gradients, as the three added one by one."""
+    torch.manual_seed(0)
+    x, out = torch.randn(3, 5, 8), torch.randn(3, 5, 6)
+    rows = torch.zeros(3, dtype=torch.long)
+    parts = [torch.randn(1, 8, 2), torch.randn(1, 2, 6), torch.randn(1, 6)]
+    folded = [p.clone().requires_grad_() for p in parts]
+    summed = [p.clone().requires_grad_() for p in parts]
+    got = with_low_rank(out, x, *folded[:2], rows, folded[2])
+    a, b, offset = summed
+    want = out + ((x @ a[0]) * LORA_SCALE) @ b[0] + offset[0]
+    torch.testing.assert_close(got, want)
+    got.square().sum().backward()
+    want.square().sum().backward()
+    for f, s in zip(folded, summed):
+        torch.testing.assert_close(f.grad, s.grad)
+    # and two adapters (the mixed pass) add the same: row by row, its own adapter's
+    two = [torch.cat([p, torch.randn_like(p)]) for p in parts]
+    mixed = with_low_rank(out, x, *two[:2], torch.tensor([0, 1, 0]), two[2])
+    alone = with_low_rank(out[1:2], x[1:2], *(p[1:2] for p in two[:2]), rows[:1], two[2][1:2])
+    torch.testing.assert_close(mixed[1:2], alone)
+    torch.testing.assert_close(mixed[[0, 2]], got.detach()[[0, 2]])
