@@ -4,8 +4,11 @@ PyTorch's fused CPU attention (``scaled_dot_product_attention``, the ``sdpa`` tr
 in fp32, but in bf16 its backward pass is not: on the 2-core AMD EPYC of BENCHMARKS.md, one MiniLM attention of 32
 texts of 37 tokens took 24.9 ms forward and backward against 2.4 ms as two matrix products and a softmax, and about
 half of a training step's time went there. Without gradients the fused kernel loses at short lengths only (1.7 against
-0.7 ms at 37 tokens, even at 133, ahead from about 260). So a bf16 backbone on a CPU gets ``attention`` below:
-the products whenever gradients flow or the texts are short, the fused kernel otherwise. The softmax is taken in fp32
+0.7 ms at 37 tokens, even at 133, ahead from about 260). With gradients the products win up to about 260 tokens
+on an Intel Xeon with AMX too (5 against 42 ms at 37 tokens, 48 against 44 at 261), and lose above (307 against 138
+ms for 8 texts of 517 tokens: long documents trained 2.5 times slower there than on the EPYC), where on the EPYC they
+were still a little ahead (98.5 against 110.4 ms). So a bf16 backbone on a CPU gets ``attention`` below: the
+products for texts of at most 128 tokens, or 256 while gradients flow; the fused kernel otherwise. The softmax is taken in fp32
 (the fused kernel accumulates in fp32 too). fp32 backbones and GPUs keep transformers' default.
 """
 
@@ -18,6 +21,8 @@ NAME = "ptuning_cpu_bf16"
 # Without gradients the products are as fast or faster up to about this many tokens (ahead at 37 and 69, even at
 # 133, behind at 261 and 517)
 PRODUCTS_MAX_TOKENS = 128
+# With gradients, up to about this many (the Xeon: even at 261, 2.2 times slower at 517)
+PRODUCTS_MAX_TOKENS_TRAINING = 256
 
 
 def attention(
@@ -38,7 +43,7 @@ def attention(
     products = (
         key.shape[1] == query.shape[1]  # no grouped keys and values
         and not causal_without_mask
-        and (torch.is_grad_enabled() or key.shape[2] <= PRODUCTS_MAX_TOKENS)
+        and key.shape[2] <= (PRODUCTS_MAX_TOKENS_TRAINING if torch.is_grad_enabled() else PRODUCTS_MAX_TOKENS)
     )
     if not products:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,

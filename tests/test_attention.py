@@ -47,7 +47,7 @@ def test_the_products_compute_the_fused_kernels_attention(tokens, grad):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_the_products_run_with_gradients_or_short_texts_and_the_fused_kernel_otherwise(monkeypatch):
+def test_the_products_run_on_short_texts_longer_ones_with_gradients_and_the_fused_kernel_otherwise(monkeypatch):
     calls = []
     monkeypatch.setattr("transformers.integrations.sdpa_attention.sdpa_attention_forward",
                         lambda *a, **k: calls.append("fused") or (None, None))  # fmt: skip
@@ -57,13 +57,17 @@ def test_the_products_run_with_gradients_or_short_texts_and_the_fused_kernel_oth
         attention.attention(_Module(), *long, None)
     assert calls == ["fused"]  # the long texts without gradients only
     attention.attention(_Module(), *long, None)  # with gradients: the products
+    assert calls == ["fused"]
+    longest = _qkv(1, 2, attention.PRODUCTS_MAX_TOKENS_TRAINING + 1, 8)
+    attention.attention(_Module(), *longest, None)  # past the training limit: the fused kernel, gradients or not
+    assert calls == ["fused", "fused"]
     grouped = _qkv(1, 2, 4, 8)
     grouped[1] = grouped[1][:, :1]  # one key head for two query heads
     attention.attention(_Module(), grouped[0], grouped[1], grouped[2][:, :1], None)
     causal = _Module()
     causal.is_causal = True
     attention.attention(causal, *short, None)  # causal without a mask: the kernel's own causal path
-    assert calls == ["fused"] * 3
+    assert calls == ["fused"] * 4
 
 
 @pytest.mark.parametrize("family", FAMILIES)
