@@ -5,7 +5,7 @@ whether more adapters of the same kind (an ensemble) would lift an accuracy plat
     python bench/ensemble.py TEST.csv ADAPTER_DIR ADAPTER_DIR [...] --name ensemble-full-split
 
 The adapters are trained beforehand (``python -m ptuning train ... --out ADAPTER_DIR``); each must know the file's
-labels. Scores every subset of two or more.
+labels, in the same order. Scores every subset of two or more.
 """
 
 from __future__ import annotations
@@ -31,9 +31,13 @@ def main() -> None:
     args = p.parse_args()
     setup(argparse.Namespace(**vars(args), seed=0))  # (nothing here is random)
     run = Run(args.name, args)
-    probs, labels = {}, None
+    probs, labels, names = {}, None, None
     for path in args.adapters:
         clf = PromptClassifier.from_pretrained(path)
+        if names is not None and clf.config.labels != names:  # a probability's column is a class of the adapter's order
+            raise SystemExit(f"{path}'s labels {clf.config.labels} are not {args.adapters[0]}'s {names}: "
+                             "average adapters trained on the same labels")  # fmt: skip
+        names = clf.config.labels
         data = align_labels(load_dataset(args.test, label_names=clf.config.labels), clf)
         encoded = clf.encode(data.texts, data.text_pairs, None)
         probs[path] = predict_logits(clf, encoded.examples, args.batch_size).softmax(-1)

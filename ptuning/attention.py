@@ -8,8 +8,8 @@ half of a training step's time went there. Without gradients the fused kernel lo
 on an Intel Xeon with AMX too (5 against 42 ms at 37 tokens, 48 against 44 at 261), and lose above (307 against 138
 ms for 8 texts of 517 tokens: long documents trained 2.5 times slower there than on the EPYC), where on the EPYC they
 were still a little ahead (98.5 against 110.4 ms). So a bf16 backbone on a CPU gets ``attention`` below: the
-products for texts of at most 128 tokens, or 256 while gradients flow; the fused kernel otherwise. The softmax is taken in fp32
-(the fused kernel accumulates in fp32 too). fp32 backbones and GPUs keep transformers' default.
+products for texts of at most 128 tokens, or 256 while gradients flow; the fused kernel otherwise. The softmax is
+taken in fp32 (the fused kernel accumulates in fp32 too). fp32 backbones and GPUs keep transformers' default.
 """
 
 from __future__ import annotations

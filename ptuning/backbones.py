@@ -30,7 +30,7 @@ try:  # the HTTP library under huggingface_hub: httpx2 since huggingface_hub 2, 
     from httpx2 import HTTPError as _TransportError
 except ImportError:  # pragma: no cover
     from httpx import HTTPError as _TransportError
-from .offsets import HOOKED, with_low_rank
+from .offsets import HOOKED, per_row, with_low_rank
 from .placement import SpecialLayout, special_layout
 from .seeding import own_dropout, shared_dropout
 
@@ -227,8 +227,7 @@ def _make_offset_hook(name: str):
             return with_low_rank(output, args[0], a, b, updates[1], offsets)
         if offsets is None:
             return output
-        shift = offsets[state[1]]  # [B, width]
-        return output + shift.view(shift.shape[0], *([1] * (output.dim() - 2)), shift.shape[1]).to(output.dtype)
+        return output + per_row(offsets, state[1], output)
 
     return hook
 

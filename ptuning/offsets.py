@@ -126,6 +126,13 @@ def stacked_low_rank(tables: list[dict | None]) -> dict[str, tuple[torch.Tensor,
     return out
 
 
+def per_row(values: torch.Tensor, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Row i's adapter's vector ``values[rows[i]]`` (``values`` ``[adapters, width]``), shaped to add to ``like``
+    ``[B, ..., width]`` and in its dtype."""
+    picked = values[rows]
+    return picked.view(picked.shape[0], *([1] * (like.dim() - 2)), picked.shape[1]).to(like.dtype)
+
+
 def with_low_rank(
     output: torch.Tensor,
     x: torch.Tensor,
@@ -149,5 +156,5 @@ def with_low_rank(
     flat = x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, in]
     delta = torch.bmm(torch.bmm(flat, a[rows]) * LORA_SCALE, b[rows]).reshape(*x.shape[:-1], b.shape[-1])
     if offsets is not None:
-        delta = delta + offsets[rows].view(len(rows), *([1] * (delta.dim() - 2)), delta.shape[-1]).to(delta.dtype)
+        delta = delta + per_row(offsets, rows, delta)
     return output + delta.to(output.dtype)
